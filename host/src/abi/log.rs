@@ -1,0 +1,93 @@
+//! `weft:log`: log lines from the guest, attributed to its instance.
+//!
+//! Contract of `write(level, ptr, len) -> errno`:
+//! - returns `OK` and records the line (cut to `MAX_LINE` bytes, decoded as
+//!   lossy UTF-8) at `level`;
+//! - returns `INVALID_ARGUMENT` for an unknown level, `LIMIT` once the
+//!   instance has written `MAX_LINES` lines;
+//! - traps if `ptr..ptr+len` is outside the guest's memory.
+
+use crate::runtime::InstanceId;
+use crate::runtime::State;
+use std::sync::Arc;
+use std::time::SystemTime;
+use wasmtime::{Caller, Linker};
+use weft_abi::errno;
+use weft_abi::log::{Level, MAX_LINE, MAX_LINES, MODULE, WRITE};
+
+/// Adds `weft:log` to the linker.
+pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    linker.func_wrap(MODULE, WRITE, write)?;
+    Ok(())
+}
+
+fn write(mut caller: Caller<'_, State>, level: i32, ptr: u32, len: u32) -> wasmtime::Result<i32> {
+    let Some(level) = Level::from_i32(level) else {
+        return Ok(errno::INVALID_ARGUMENT);
+    };
+    if caller.data().log.is_full() {
+        return Ok(errno::LIMIT);
+    }
+    let bytes = super::read_guest_bytes(&mut caller, ptr, len, MAX_LINE)?;
+    caller
+        .data_mut()
+        .log
+        .push(level, String::from_utf8_lossy(&bytes).into_owned());
+    Ok(errno::OK)
+}
+
+/// One line a guest logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// When it was written.
+    pub time: SystemTime,
+    /// Its level.
+    pub level: Level,
+    /// The text.
+    pub message: String,
+}
+
+/// The log of one instance: kept for its outcome and emitted as `tracing`
+/// events under the `weft::guest` target with the instance and module.
+#[derive(Debug)]
+pub struct GuestLog {
+    instance: InstanceId,
+    module: Arc<str>,
+    lines: Vec<LogLine>,
+}
+
+impl GuestLog {
+    /// An empty log for `instance` of `module`.
+    pub fn new(instance: InstanceId, module: Arc<str>) -> Self {
+        GuestLog {
+            instance,
+            module,
+            lines: Vec::new(),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.lines.len() >= MAX_LINES as usize
+    }
+
+    fn push(&mut self, level: Level, message: String) {
+        let (instance, module) = (self.instance.as_str(), &*self.module);
+        match level {
+            Level::Error => tracing::error!(target: "weft::guest", instance, module, "{message}"),
+            Level::Warn => tracing::warn!(target: "weft::guest", instance, module, "{message}"),
+            Level::Info => tracing::info!(target: "weft::guest", instance, module, "{message}"),
+            Level::Debug => tracing::debug!(target: "weft::guest", instance, module, "{message}"),
+            Level::Trace => tracing::trace!(target: "weft::guest", instance, module, "{message}"),
+        }
+        self.lines.push(LogLine {
+            time: SystemTime::now(),
+            level,
+            message,
+        });
+    }
+
+    /// The lines written.
+    pub fn into_lines(self) -> Vec<LogLine> {
+        self.lines
+    }
+}

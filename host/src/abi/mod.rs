@@ -1,0 +1,42 @@
+//! The host side of the guest ABI: one file per imported `weft:*`
+//! namespace, each with a `register` that lists every import it defines.
+//!
+//! These files stay thin: decode the guest's arguments, call the domain
+//! module, encode the result. Names and codes come from `weft_abi`, which the
+//! guest SDK compiles against too.
+
+pub mod log;
+
+use crate::runtime::State;
+use wasmtime::Linker;
+
+/// Adds every `weft:*` import to `linker`.
+pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    log::register(linker)?;
+    Ok(())
+}
+
+/// Reads `len` bytes at `ptr` from the caller's exported memory.
+///
+/// Traps (returns `Err`) when the caller has no memory export or the range is
+/// outside it: a bad pointer is a bug the guest must not get past.
+pub(crate) fn read_guest_bytes<T>(
+    caller: &mut wasmtime::Caller<'_, T>,
+    ptr: u32,
+    len: u32,
+    max: usize,
+) -> wasmtime::Result<Vec<u8>> {
+    let memory = caller
+        .get_export("memory")
+        .and_then(|export| export.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("weft: the guest exports no `memory`"))?;
+    let data = memory.data(&caller);
+    let start = ptr as usize;
+    let end = start
+        .checked_add(len as usize)
+        .filter(|&end| end <= data.len())
+        .ok_or_else(|| {
+            wasmtime::format_err!("weft: pointer range {start}+{len} is outside guest memory")
+        })?;
+    Ok(data[start..end.min(start + max)].to_vec())
+}

@@ -1,0 +1,52 @@
+//! weft: a unikernel-style sandbox host.
+//!
+//! One host process runs user code as WebAssembly instances. The crate is laid
+//! out as the architecture is (see `DESIGN.md`):
+//!
+//! - [`runtime`]: the wasmtime engine, module loading with a compiled-artifact
+//!   cache, invocations under limits, and the module [`runtime::registry`].
+//! - [`abi`]: the host side of the guest ABI, one file per `weft:*` import
+//!   namespace.
+//! - [`store`]: persistent state in one redb database.
+//! - [`cli`]: the `weft` command line.
+//! - [`units`]: human units (`2s`, `64MiB`) for flags and messages.
+//!
+//! Chains, the mesh, NICs and the gateway come as their own modules beside
+//! these; the virtual network itself lives in the `weft-netstack` crate.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use weft::runtime::{Invocation, Runtime, RuntimeConfig};
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let module = runtime.load(&std::fs::read("hello.wasm")?)?;
+//! let outcome = runtime
+//!     .invoke(&module, Invocation::new("hello", "world"))
+//!     .await
+//!     .map_err(|failed| anyhow::anyhow!("{failed}"))?;
+//! assert_eq!(&outcome.output[..], b"hello, world!\n");
+//! # Ok(()) }
+//! ```
+
+pub mod abi;
+pub mod cli;
+pub mod runtime;
+pub mod store;
+pub mod units;
+
+/// The default data directory: `$WEFT_DATA`, else `$XDG_DATA_HOME/weft`, else
+/// `~/.local/share/weft`, else `./.weft`.
+pub fn default_data_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let from_env = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = from_env("WEFT_DATA") {
+        return dir;
+    }
+    if let Some(dir) = from_env("XDG_DATA_HOME") {
+        return dir.join("weft");
+    }
+    if let Some(home) = from_env("HOME") {
+        return home.join(".local/share/weft");
+    }
+    PathBuf::from(".weft")
+}

@@ -1,0 +1,387 @@
+//! One invocation: a fresh instance from a pooled slot, run to completion
+//! under its limits, its stdout kept as one `Bytes`.
+
+use super::failure::{Failure, Interrupt};
+use super::limits::{Limiter, Limits};
+use super::stdio::{OutputSink, WhenFull};
+use super::{LoadedModule, Runtime};
+use crate::abi::log::{GuestLog, LogLine};
+use bytes::Bytes;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// A globally unique instance id, `inst-<16 hex digits>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InstanceId(Arc<str>);
+
+impl InstanceId {
+    /// A fresh id: a per-process random salt mixed with a counter, so ids do
+    /// not repeat across restarts or hosts.
+    pub fn new() -> InstanceId {
+        static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let salt = *SALT.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            h.finish()
+        });
+        // SplitMix64 of salt + counter: distinct for every counter value.
+        let mut z = salt.wrapping_add(
+            COUNTER
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        InstanceId(format!("inst-{z:016x}").into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for InstanceId {
+    fn default() -> Self {
+        InstanceId::new()
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where the guest's stdin comes from.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// These bytes, then end of file.
+    Bytes(Bytes),
+    /// The host process's own stdin (for `weft run`).
+    Inherit,
+}
+
+/// Where the guest's stdout and stderr go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    /// Captured into the [`Outcome`], bounded by the [`Limits`].
+    Capture,
+    /// The host process's own stdout and stderr (for `weft run`).
+    Inherit,
+}
+
+/// A host directory made visible to the guest.
+#[derive(Clone, Debug)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// The path the guest sees it at.
+    pub guest: String,
+}
+
+/// One run of a module.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// The program name the guest sees as `argv[0]`.
+    pub program: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// Directories to preopen; none means the guest sees no filesystem.
+    pub preopens: Vec<Preopen>,
+    /// The guest's stdin.
+    pub input: Input,
+    /// The guest's stdout and stderr.
+    pub stdio: Stdio,
+    /// What the instance may use.
+    pub limits: Limits,
+}
+
+impl Invocation {
+    /// An invocation of `program` on `input` with default limits, capturing
+    /// its output.
+    pub fn new(program: impl Into<String>, input: impl Into<Bytes>) -> Self {
+        Invocation {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            preopens: Vec::new(),
+            input: Input::Bytes(input.into()),
+            stdio: Stdio::Capture,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A finished invocation: the guest returned from `_start` or called
+/// `proc_exit`.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The instance that ran.
+    pub instance: InstanceId,
+    /// The guest's exit code (0 when `_start` returned).
+    pub exit_code: i32,
+    /// Everything written to stdout (empty when inherited).
+    pub output: Bytes,
+    /// What was written to stderr (empty when inherited), up to the limit.
+    pub stderr: Bytes,
+    /// Lines logged through `weft:log`.
+    pub logs: Vec<LogLine>,
+    /// Wall-clock time from instantiation to exit.
+    pub duration: Duration,
+    /// Fuel used, when metered.
+    pub fuel_used: Option<u64>,
+}
+
+/// A failed invocation: why, and what the guest left behind.
+#[derive(Debug)]
+pub struct Failed {
+    /// The instance that failed.
+    pub instance: InstanceId,
+    /// The reason.
+    pub failure: Failure,
+    /// What was written to stderr, up to the limit.
+    pub stderr: Bytes,
+    /// Lines logged through `weft:log`.
+    pub logs: Vec<LogLine>,
+    /// The guest's wasm backtrace at the failure, when there is one.
+    pub backtrace: Option<String>,
+    /// Wall-clock time from instantiation to failure.
+    pub duration: Duration,
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.failure.fmt(f)
+    }
+}
+
+/// Per-instance host state, the `T` of `Store<T>`.
+pub struct State {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) log: GuestLog,
+    limiter: Limiter,
+    deadline: Option<Instant>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State")
+            .field("log", &self.log)
+            .field("limiter", &self.limiter)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// A state with nothing attached, for introspecting the linker.
+    pub(crate) fn empty() -> State {
+        State {
+            wasi: WasiCtxBuilder::new().build_p1(),
+            log: GuestLog::new(InstanceId::new(), "".into()),
+            limiter: Limiter::new(&Limits::default()),
+            deadline: None,
+        }
+    }
+}
+
+impl Runtime {
+    /// Runs `invocation` on a fresh instance of `module` to completion.
+    ///
+    /// Every way the guest can fail (a trap, a limit, a deadline) comes back
+    /// as [`Failed`] with a [`Failure`] reason; the host is never affected.
+    pub async fn invoke(
+        &self,
+        module: &LoadedModule,
+        invocation: Invocation,
+    ) -> Result<Outcome, Box<Failed>> {
+        let started = Instant::now();
+        let instance = InstanceId::new();
+        let limits = invocation.limits.clone();
+        let fail = |failure: Failure| {
+            Box::new(Failed {
+                instance: instance.clone(),
+                failure,
+                stderr: Bytes::new(),
+                logs: Vec::new(),
+                backtrace: None,
+                duration: started.elapsed(),
+            })
+        };
+        if limits.fuel.is_some() && !self.config().metering {
+            return Err(fail(Failure::Host {
+                message: "fuel limits need a runtime built with metering on".into(),
+            }));
+        }
+        if limits.memory > self.config().max_memory {
+            return Err(fail(Failure::Host {
+                message: format!(
+                    "memory limit {} is above this runtime's maximum {}",
+                    crate::units::format_size(limits.memory),
+                    crate::units::format_size(self.config().max_memory)
+                ),
+            }));
+        }
+        let Some(start) = module.start else {
+            return Err(fail(Failure::NoEntryPoint));
+        };
+
+        let (wasi, stdout, stderr) = match wasi_context(&invocation) {
+            Ok(parts) => parts,
+            Err(error) => {
+                return Err(fail(Failure::Host {
+                    message: format!("{error:#}"),
+                }));
+            }
+        };
+        let state = State {
+            wasi,
+            log: GuestLog::new(instance.clone(), invocation.program.as_str().into()),
+            limiter: Limiter::new(&limits),
+            deadline: limits.timeout.map(|t| started + t),
+        };
+        let mut store = Store::new(self.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        if self.config().metering {
+            // Unmetered invocations on a metering runtime get all the fuel.
+            if let Err(error) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
+                return Err(fail(Failure::Host {
+                    message: format!("{error:#}"),
+                }));
+            }
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
+            Some(deadline) if Instant::now() >= deadline => Err(Interrupt::Deadline.into()),
+            // Yield to the executor every tick: fair time-slicing.
+            _ => Ok(UpdateDeadline::Yield(1)),
+        });
+
+        let run = async {
+            let instance = module.pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_module_export(&mut store, &start)
+                .and_then(|export| export.into_func())
+                .ok_or_else(|| wasmtime::format_err!("`_start` is not a function"))?;
+            let func = func.typed::<(), ()>(&store)?;
+            func.call_async(&mut store, ()).await
+        };
+        // The epoch callback enforces the deadline while wasm runs; this
+        // backstop also covers a guest blocked in a host call (e.g. reading an
+        // inherited stdin that never closes).
+        let result = match limits.timeout {
+            Some(timeout) => {
+                match tokio::time::timeout(timeout + Duration::from_millis(250), run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Interrupt::Deadline.into()),
+                }
+            }
+            None => run.await,
+        };
+
+        let fuel_used = match (self.config().metering, limits.fuel) {
+            (true, Some(fuel)) => store.get_fuel().ok().map(|left| fuel - left),
+            _ => None,
+        };
+        let denied = store.data().limiter.denied;
+        let log = std::mem::replace(
+            &mut store.data_mut().log,
+            GuestLog::new(instance.clone(), "".into()),
+        );
+        // Dropping the store returns the instance's slot to the pool and
+        // releases the last other handle on the output buffers.
+        drop(store);
+        let duration = started.elapsed();
+        let output_overflowed = stdout.as_ref().is_some_and(OutputSink::overflowed);
+        let output = stdout.map(OutputSink::into_bytes).unwrap_or_default();
+        let stderr = stderr.map(OutputSink::into_bytes).unwrap_or_default();
+        let logs = log.into_lines();
+
+        let exit_code = match result {
+            Ok(()) => 0,
+            Err(error) => match error.downcast_ref::<I32Exit>() {
+                Some(exit) if !output_overflowed => exit.0,
+                _ => {
+                    let failure = Failure::classify(&error, &limits, denied, output_overflowed);
+                    let backtrace = error
+                        .downcast_ref::<wasmtime::WasmBacktrace>()
+                        .map(|bt| bt.to_string())
+                        .filter(|bt| !bt.is_empty());
+                    return Err(Box::new(Failed {
+                        instance,
+                        failure,
+                        stderr,
+                        logs,
+                        backtrace,
+                        duration,
+                    }));
+                }
+            },
+        };
+        Ok(Outcome {
+            instance,
+            exit_code,
+            output,
+            stderr,
+            logs,
+            duration,
+            fuel_used,
+        })
+    }
+}
+
+type WasiParts = (WasiP1Ctx, Option<OutputSink>, Option<OutputSink>);
+
+fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
+    let mut builder = WasiCtxBuilder::new();
+    let mut argv = Vec::with_capacity(invocation.args.len() + 1);
+    argv.push(invocation.program.as_str());
+    argv.extend(invocation.args.iter().map(String::as_str));
+    builder.args(&argv).envs(&invocation.env);
+    match &invocation.input {
+        Input::Bytes(bytes) => {
+            builder.stdin(MemoryInputPipe::new(bytes.clone()));
+        }
+        Input::Inherit => {
+            builder.inherit_stdin();
+        }
+    }
+    let (stdout, stderr) = match invocation.stdio {
+        Stdio::Capture => {
+            let stdout = OutputSink::new(invocation.limits.output, WhenFull::Refuse);
+            let stderr = OutputSink::new(invocation.limits.stderr, WhenFull::Truncate);
+            builder.stdout(stdout.clone()).stderr(stderr.clone());
+            (Some(stdout), Some(stderr))
+        }
+        Stdio::Inherit => {
+            builder.inherit_stdout().inherit_stderr();
+            (None, None)
+        }
+    };
+    for dir in &invocation.preopens {
+        builder
+            .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot preopen {}: {e:#}", dir.host.display())
+            })?;
+    }
+    Ok((builder.build_p1(), stdout, stderr))
+}

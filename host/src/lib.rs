@@ -5,10 +5,16 @@
 //!
 //! - [`runtime`]: the wasmtime engine, module loading with a compiled-artifact
 //!   cache, invocations under limits, and the module [`runtime::registry`].
+//! - [`node`]: one host's registry, runtime, [`activity`] and [`metrics`]
+//!   behind one handle, with the policy the API exposes.
+//! - [`api`]: the HTTP API (axum), its OpenAPI document, SSE feeds and the
+//!   embedded dashboard.
 //! - [`abi`]: the host side of the guest ABI, one file per `weft:*` import
 //!   namespace.
 //! - [`store`]: persistent state in one redb database.
-//! - [`cli`]: the `weft` command line.
+//! - [`cli`]: the `weft` command line: `run`, `serve`, `dev`, and the client
+//!   commands that talk to a running server.
+//! - [`dev`]: `weft dev`'s watcher: build guests, redeploy on change.
 //! - [`units`]: human units (`2s`, `64MiB`) for flags and messages.
 //!
 //! Chains, the mesh, NICs and the gateway come as their own modules beside
@@ -29,7 +35,12 @@
 //! ```
 
 pub mod abi;
+pub mod activity;
+pub mod api;
 pub mod cli;
+pub mod dev;
+pub mod metrics;
+pub mod node;
 pub mod runtime;
 pub mod store;
 pub mod units;
@@ -38,7 +49,11 @@ pub mod units;
 /// `~/.local/share/weft`, else `./.weft`.
 pub fn default_data_dir() -> std::path::PathBuf {
     use std::path::PathBuf;
-    let from_env = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = |key: &str| {
+        std::env::var_os(key)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = from_env("WEFT_DATA") {
         return dir;
     }

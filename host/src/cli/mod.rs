@@ -1,6 +1,9 @@
 //! The `weft` command line: one file per subcommand group.
 
+mod client;
+mod dev;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,13 +21,12 @@ pub const EXIT_TRAP: u8 = 134;
 #[derive(Debug, Parser)]
 #[command(name = "weft", version, about, long_about = None)]
 pub struct Cli {
-    /// Data directory (modules, compiled artifacts, state).
-    #[arg(long, global = true, env = "WEFT_DATA", value_name = "DIR")]
-    data: Option<PathBuf>,
-
     /// Log more: -v shows weft's own progress, -vv debug detail.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+
+    #[command(flatten)]
+    client: client::ClientFlags,
 
     #[command(subcommand)]
     command: Command,
@@ -35,11 +37,28 @@ enum Command {
     /// Run a module once, without a server: stdin, stdout and stderr are the
     /// guest's, and weft exits with the guest's exit code.
     Run(run::RunArgs),
+    /// Serve the HTTP API and the dashboard.
+    Serve(serve::ServeArgs),
+    /// Serve, and rebuild and redeploy the guests in a directory as they
+    /// change.
+    Dev(dev::DevArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
-impl Cli {
-    fn data_dir(&self) -> PathBuf {
-        self.data.clone().unwrap_or_else(crate::default_data_dir)
+/// The data directory flag, for the commands that keep state.
+#[derive(Debug, clap::Args)]
+pub struct DataDir {
+    /// Data directory (modules, compiled artifacts, state); default
+    /// `$XDG_DATA_HOME/weft` or `~/.local/share/weft`.
+    #[arg(long = "data", env = "WEFT_DATA", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The directory to use.
+    pub fn path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(crate::default_data_dir)
     }
 }
 
@@ -47,9 +66,38 @@ impl Cli {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let data_dir = cli.data_dir();
     match cli.command {
-        Command::Run(args) => run::main(args, &data_dir),
+        Command::Run(args) => run::main(args),
+        Command::Serve(args) => block_on(serve::main(args)),
+        Command::Dev(args) => block_on(dev::main(args)),
+        Command::Client(command) => match block_on_result(client::main(command, &cli.client)) {
+            Ok(code) => code,
+            Err(error) => {
+                print_error(format!("{error:#}"));
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn block_on_result<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio_runtime()?.block_on(future)
+}
+
+/// Runs a long-lived command; errors become one line and exit code 1.
+fn block_on(future: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    match block_on_result(future) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            print_error(format!("{error:#}"));
+            ExitCode::FAILURE
+        }
     }
 }
 

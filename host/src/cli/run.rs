@@ -33,6 +33,9 @@ pub struct RunArgs {
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     dirs: Vec<String>,
 
+    #[command(flatten)]
+    data: super::DataDir,
+
     /// Do not read or write the compiled-artifact cache.
     #[arg(long)]
     no_cache: bool,
@@ -45,8 +48,9 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
-pub fn main(args: RunArgs, data_dir: &Path) -> ExitCode {
-    match run(args, data_dir) {
+pub fn main(args: RunArgs) -> ExitCode {
+    let data_dir = args.data.path();
+    match run(args, &data_dir) {
         Ok(code) => code,
         Err(error) => {
             print_error(format!("{error:#}"));
@@ -94,7 +98,11 @@ fn run(args: RunArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
         .with_context(|| file.display().to_string())?;
     match module.origin() {
         Origin::Compiled(took) => {
-            tracing::info!(digest = module.digest(), "compiled in {}", format_duration(took))
+            tracing::info!(
+                digest = module.digest(),
+                "compiled in {}",
+                format_duration(took)
+            )
         }
         Origin::Cached(took) => tracing::info!(
             digest = module.digest(),

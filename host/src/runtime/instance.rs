@@ -213,8 +213,18 @@ impl Runtime {
         module: &LoadedModule,
         invocation: Invocation,
     ) -> Result<Outcome, Box<Failed>> {
+        self.invoke_as(module, invocation, InstanceId::new()).await
+    }
+
+    /// [`Runtime::invoke`] under an instance id the caller chose (so it can
+    /// announce the instance before it starts).
+    pub async fn invoke_as(
+        &self,
+        module: &LoadedModule,
+        invocation: Invocation,
+        instance: InstanceId,
+    ) -> Result<Outcome, Box<Failed>> {
         let started = Instant::now();
-        let instance = InstanceId::new();
         let limits = invocation.limits.clone();
         let fail = |failure: Failure| {
             Box::new(Failed {
@@ -379,9 +389,7 @@ fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
     for dir in &invocation.preopens {
         builder
             .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
-            .map_err(|e| {
-                anyhow::anyhow!("cannot preopen {}: {e:#}", dir.host.display())
-            })?;
+            .map_err(|e| anyhow::anyhow!("cannot preopen {}: {e:#}", dir.host.display()))?;
     }
     Ok((builder.build_p1(), stdout, stderr))
 }

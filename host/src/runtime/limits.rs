@@ -131,11 +131,6 @@ mod tests {
         assert!(limiter.memory_growing(0, 2 * 65536, None).unwrap());
         assert!(!limiter.memory_growing(0, 3 * 65536, None).unwrap());
         assert!(!limiter.memory_growing(0, 9 * 65536, None).unwrap());
-        assert_eq!(
-            limiter.denied,
-            Some(Denied::Memory {
-                desired: 3 * 65536
-            })
-        );
+        assert_eq!(limiter.denied, Some(Denied::Memory { desired: 3 * 65536 }));
     }
 }

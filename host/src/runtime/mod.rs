@@ -175,7 +175,8 @@ fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memory_size(config.max_memory as usize)
         .table_elements(1_000_000)
         .linear_memory_keep_resident(config.keep_resident)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
 
     let mut wasm = Config::new();
     wasm.strategy(wasmtime::Strategy::Cranelift)
@@ -237,3 +238,6 @@ pub fn digest(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

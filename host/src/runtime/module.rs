@@ -13,7 +13,9 @@ pub enum LoadError {
     #[error("module is {}, larger than the {} limit", format_size(*.size as u64), format_size(*.limit as u64))]
     TooLarge { size: usize, limit: usize },
     /// Does not start with the wasm magic number (and is not wasm text).
-    #[error("not a WebAssembly module: it does not start with the `\\0asm` magic number (found {found})")]
+    #[error(
+        "not a WebAssembly module: it does not start with the `\\0asm` magic number (found {found})"
+    )]
     NotWasm { found: String },
     /// Starts like wasm but does not parse or validate.
     #[error("invalid WebAssembly module: {0}")]
@@ -140,7 +142,11 @@ fn describe_prefix(bytes: &[u8]) -> String {
         return "an empty file".to_owned();
     }
     let head = &bytes[..bytes.len().min(4)];
-    let escaped: String = head.iter().flat_map(|b| b.escape_ascii()).map(char::from).collect();
+    let escaped: String = head
+        .iter()
+        .flat_map(|b| b.escape_ascii())
+        .map(char::from)
+        .collect();
     format!("`{escaped}`")
 }
 
@@ -206,11 +212,11 @@ impl Runtime {
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
 
-        if let (Origin::Compiled(_), Some(cache)) = (origin, self.cache()) {
-            if let Err(error) = cache.store(&digest, self.fingerprint(), &module) {
-                // The module still works; the next start just compiles again.
-                tracing::warn!(%digest, "could not cache the compiled module: {error:#}");
-            }
+        if let (Origin::Compiled(_), Some(cache)) = (origin, self.cache())
+            && let Err(error) = cache.store(&digest, self.fingerprint(), &module)
+        {
+            // The module still works; the next start just compiles again.
+            tracing::warn!(%digest, "could not cache the compiled module: {error:#}");
         }
 
         Ok(LoadedModule {

@@ -6,8 +6,9 @@
 //! store's transaction is committed. Replacing a module swaps one `Arc`: an
 //! invocation already running keeps the version it started with.
 
-use super::{LoadError, LoadedModule, Runtime};
+use super::{LoadError, LoadedModule, Origin, Runtime};
 use crate::store::{ModuleRecord, Store, StoreError};
+use crate::units::format_duration;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -125,6 +126,16 @@ impl Registry {
             .runtime
             .load(&bytes)
             .map_err(|e| unloadable(e.to_string()))?;
+        match loaded.origin() {
+            Origin::Cached(took) => tracing::info!(
+                "loaded `{name}` from the compiled-artifact cache in {}",
+                format_duration(took)
+            ),
+            Origin::Compiled(took) => tracing::info!(
+                "compiled `{name}` in {} (it was not in the artifact cache)",
+                format_duration(took)
+            ),
+        }
         let entry = Arc::new(Entry { record, loaded });
         // Another thread may have loaded or replaced it meanwhile: keep theirs.
         Ok(Some(
@@ -133,6 +144,14 @@ impl Registry {
                 .or_insert(entry)
                 .clone(),
         ))
+    }
+
+    /// The stored record of module `name`, without loading it.
+    pub fn record(&self, name: &str) -> Result<Option<ModuleRecord>, RegistryError> {
+        if let Some(entry) = self.read_map().get(name) {
+            return Ok(Some(entry.record.clone()));
+        }
+        Ok(self.store.module(name)?)
     }
 
     /// Every stored module's record, by name.

@@ -116,18 +116,24 @@ impl Store {
         {
             let mut modules = txn.open_table(MODULES).map_err(db_error)?;
             let mut blobs = txn.open_table(BLOBS).map_err(db_error)?;
-            if blobs.get(record.digest.as_str()).map_err(db_error)?.is_none() {
-                blobs.insert(record.digest.as_str(), bytes).map_err(db_error)?;
+            if blobs
+                .get(record.digest.as_str())
+                .map_err(db_error)?
+                .is_none()
+            {
+                blobs
+                    .insert(record.digest.as_str(), bytes)
+                    .map_err(db_error)?;
             }
             let previous = modules
                 .insert(record.name.as_str(), json.as_slice())
                 .map_err(db_error)?
                 .map(|old| decode::<ModuleRecord>(&record.name, old.value()))
                 .transpose()?;
-            if let Some(previous) = previous {
-                if previous.digest != record.digest {
-                    drop_blob_if_unused(&modules, &mut blobs, &previous.digest)?;
-                }
+            if let Some(previous) = previous
+                && previous.digest != record.digest
+            {
+                drop_blob_if_unused(&modules, &mut blobs, &previous.digest)?;
             }
         }
         txn.commit().map_err(db_error)?;
@@ -161,7 +167,10 @@ impl Store {
     pub fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let blobs = txn.open_table(BLOBS).map_err(db_error)?;
-        Ok(blobs.get(digest).map_err(db_error)?.map(|v| v.value().to_vec()))
+        Ok(blobs
+            .get(digest)
+            .map_err(db_error)?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Removes module `name`; returns whether it existed.
@@ -231,7 +240,10 @@ mod tests {
         store.put_module(&record("b", "sha256:1"), b"one").unwrap();
         assert_eq!(store.modules().unwrap().len(), 2);
         assert!(store.delete_module("a").unwrap());
-        assert_eq!(store.blob("sha256:1").unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(
+            store.blob("sha256:1").unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
         // Replacing b's bytes frees the old blob.
         store.put_module(&record("b", "sha256:2"), b"two").unwrap();
         assert_eq!(store.blob("sha256:1").unwrap(), None);

@@ -1,1 +1,12 @@
+//! End-to-end tests: the example guests against the real `weft` binary and
+//! the `weft` library, as a user would use them. One binary, a module per
+//! area.
 
+mod dashboard;
+mod dev;
+mod durability;
+mod examples;
+mod limits;
+mod modules;
+mod run;
+mod serve;

@@ -1,0 +1,275 @@
+//! A weft node: the module registry, the runtime, the activity log and the
+//! metrics of one host, behind one handle the API, `weft dev` and tests use.
+//!
+//! The node owns the policy the API exposes: default limits for an
+//! invocation, the ceiling a request may raise them to, and how many
+//! instances may run at once (more are refused, not queued).
+
+use crate::activity::{Activity, Event, Finished, Running, Status, now_ms};
+use crate::metrics::{Gauges, Metrics};
+use crate::runtime::registry::{Entry, Registry, RegistryError};
+use crate::runtime::{Failed, Input, Invocation, Limits, Outcome, Runtime, RuntimeConfig, Stdio};
+use crate::store::{ModuleRecord, Store};
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How a node is set up.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The data directory (store and artifact cache).
+    pub data_dir: PathBuf,
+    /// The runtime's configuration; its cache directory is set from
+    /// `data_dir`.
+    pub runtime: RuntimeConfig,
+    /// Instances that may run at once; more are refused.
+    pub max_running: usize,
+    /// Limits of an invocation that asks for nothing else.
+    pub limits: Limits,
+    /// The longest timeout a request may ask for.
+    pub max_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for a node keeping its state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            runtime: RuntimeConfig::default(),
+            max_running: 256,
+            limits: Limits::default(),
+            max_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a caller asks of one invocation.
+#[derive(Clone, Debug, Default)]
+pub struct InvokeRequest {
+    /// The input (the guest's stdin).
+    pub input: Bytes,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// A timeout other than the default, up to the node's maximum.
+    pub timeout: Option<Duration>,
+}
+
+/// Why an invocation did not produce an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No module has that name.
+    #[error("no module named `{0}`")]
+    NotFound(String),
+    /// Too many instances are running.
+    #[error("at capacity: {0} instances are running; try again shortly")]
+    Busy(usize),
+    /// The request asked for something not allowed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The registry failed (store error, unloadable module).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The instance failed.
+    #[error("{module}: {failed}")]
+    Failed {
+        /// The module that ran.
+        module: String,
+        /// How it failed.
+        failed: Box<Failed>,
+    },
+}
+
+/// One host's state.
+#[derive(Debug)]
+pub struct Node {
+    registry: Registry,
+    activity: Activity,
+    metrics: Metrics,
+    slots: Arc<Semaphore>,
+    config: NodeConfig,
+    started: Instant,
+}
+
+impl Node {
+    /// Opens the store and builds the runtime.
+    pub fn open(mut config: NodeConfig) -> anyhow::Result<Arc<Node>> {
+        config.runtime.cache_dir = Some(config.data_dir.join("cache"));
+        let store = Arc::new(Store::open(&config.data_dir)?);
+        let runtime = Runtime::new(config.runtime.clone())?;
+        let max_running = config
+            .max_running
+            .min(config.runtime.max_instances as usize);
+        config.max_running = max_running;
+        Ok(Arc::new(Node {
+            registry: Registry::new(runtime, store),
+            activity: Activity::new(),
+            metrics: Metrics::default(),
+            slots: Arc::new(Semaphore::new(max_running)),
+            config,
+            started: Instant::now(),
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The module registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// What happened.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Time since the node started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Instances running now.
+    pub fn running(&self) -> usize {
+        self.config.max_running - self.slots.available_permits()
+    }
+
+    /// The metrics as Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&Gauges {
+            running: self.running(),
+            modules: self.registry.list().map(|m| m.len()).unwrap_or(0),
+            uptime: self.uptime(),
+        })
+    }
+
+    /// Validates, compiles and durably stores a module, then announces it.
+    pub fn deploy(&self, name: &str, bytes: &[u8]) -> Result<Arc<Entry>, RegistryError> {
+        let entry = self.registry.put(name, bytes)?;
+        self.activity.publish(Event::Deployed(entry.record.clone()));
+        Ok(entry)
+    }
+
+    /// Deletes a module; returns whether it existed.
+    pub fn delete(&self, name: &str) -> Result<bool, RegistryError> {
+        let existed = self.registry.remove(name)?;
+        if existed {
+            self.activity.publish(Event::Deleted {
+                name: name.to_owned(),
+            });
+        }
+        Ok(existed)
+    }
+
+    /// Every stored module.
+    pub fn modules(&self) -> Result<Vec<ModuleRecord>, RegistryError> {
+        self.registry.list()
+    }
+
+    /// Runs module `name` once on `request`, recording it in the activity
+    /// log and the metrics.
+    pub async fn invoke(&self, name: &str, request: InvokeRequest) -> Result<Outcome, InvokeError> {
+        let timeout = match request.timeout {
+            Some(t) if t > self.config.max_timeout => {
+                return Err(InvokeError::BadRequest(format!(
+                    "timeout {} is above this server's maximum of {}",
+                    crate::units::format_duration(t),
+                    crate::units::format_duration(self.config.max_timeout)
+                )));
+            }
+            Some(t) => Some(t),
+            None => self.config.limits.timeout,
+        };
+        let entry = self
+            .registry
+            .get(name)?
+            .ok_or_else(|| InvokeError::NotFound(name.to_owned()))?;
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            self.metrics.busy();
+            return Err(InvokeError::Busy(self.config.max_running));
+        };
+
+        let input_bytes = request.input.len() as u64;
+        let invocation = Invocation {
+            program: name.to_owned(),
+            args: request.args,
+            env: request.env,
+            preopens: Vec::new(),
+            input: Input::Bytes(request.input),
+            stdio: Stdio::Capture,
+            limits: Limits {
+                timeout,
+                ..self.config.limits.clone()
+            },
+        };
+        let started_ms = now_ms();
+        // The id is only known once the instance exists; announce the start
+        // under a provisional record keyed by the same id the outcome carries.
+        let instance = crate::runtime::InstanceId::new();
+        self.activity.started(Running {
+            instance: instance.to_string(),
+            module: name.to_owned(),
+            started_ms,
+        });
+        let result = self
+            .registry
+            .runtime()
+            .invoke_as(&entry.loaded, invocation, instance.clone())
+            .await;
+
+        let (finished, lines, stderr) = match &result {
+            Ok(outcome) => (
+                Finished {
+                    instance: instance.to_string(),
+                    module: name.to_owned(),
+                    started_ms,
+                    duration_us: outcome.duration.as_micros() as u64,
+                    status: Status::Ok,
+                    exit_code: Some(outcome.exit_code),
+                    code: None,
+                    reason: None,
+                    input_bytes,
+                    output_bytes: outcome.output.len() as u64,
+                },
+                &outcome.logs,
+                &outcome.stderr,
+            ),
+            Err(failed) => (
+                Finished {
+                    instance: instance.to_string(),
+                    module: name.to_owned(),
+                    started_ms,
+                    duration_us: failed.duration.as_micros() as u64,
+                    status: Status::Failed,
+                    exit_code: None,
+                    code: Some(failed.failure.code()),
+                    reason: Some(failed.failure.to_string()),
+                    input_bytes,
+                    output_bytes: 0,
+                },
+                &failed.logs,
+                &failed.stderr,
+            ),
+        };
+        self.metrics.invocation(
+            name,
+            finished.code.unwrap_or("ok"),
+            Duration::from_micros(finished.duration_us),
+        );
+        self.activity.finished(finished, lines, stderr);
+        result.map_err(|failed| InvokeError::Failed {
+            module: name.to_owned(),
+            failed,
+        })
+    }
+}

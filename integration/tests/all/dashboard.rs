@@ -1,0 +1,73 @@
+//! The dashboard in a real headless browser: it lists the deployed modules,
+//! and an invocation made through the API appears without a reload.
+
+use std::time::Duration;
+use weft_integration::browser::Browser;
+use weft_integration::http::Request;
+use weft_integration::{Weft, examples};
+
+#[test]
+fn the_dashboard_shows_modules_and_live_invocations() {
+    let weft = Weft::new();
+    let server = weft.serve(&[]);
+    let hello = std::fs::read(examples::HELLO).unwrap();
+    assert_eq!(
+        server
+            .send(Request::new("PUT", "/v1/modules/hello").body(&hello))
+            .status,
+        201
+    );
+
+    let mut browser = Browser::open(&format!("{}/", server.url()));
+    browser.wait_for(
+        "document.querySelector('#modules-body tr[data-module=\"hello\"]') !== null",
+        Duration::from_secs(20),
+    );
+    browser.wait_for(
+        "document.querySelector('#conn-status')?.dataset.state === 'live'",
+        Duration::from_secs(10),
+    );
+    let title = browser.eval("document.title");
+    assert_eq!(title, "weft dashboard");
+
+    // Deployed after the page loaded: appears live.
+    let spin = std::fs::read(examples::SPIN).unwrap();
+    server.send(Request::new("PUT", "/v1/modules/spin").body(&spin));
+    browser.wait_for(
+        "document.querySelector('#modules-body tr[data-module=\"spin\"]') !== null",
+        Duration::from_secs(10),
+    );
+
+    let invoked = server.send(Request::new("POST", "/v1/modules/hello/invoke").body(b"browser"));
+    let instance = invoked.header("x-weft-instance").unwrap().to_owned();
+    browser.wait_for(
+        &format!(
+            "document.querySelector('#invocations-body tr[data-instance=\"{instance}\"]') !== null"
+        ),
+        Duration::from_secs(10),
+    );
+    let row = browser.eval(&format!(
+        "document.querySelector('#invocations-body tr[data-instance=\"{instance}\"]').dataset.status"
+    ));
+    assert_eq!(row, "ok");
+
+    let failed = server.send(Request::new(
+        "POST",
+        "/v1/modules/spin/invoke?timeout=200ms",
+    ));
+    let failed_instance = failed.json()["error"]["instance"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.wait_for(
+        &format!(
+            "document.querySelector('#invocations-body tr[data-instance=\"{failed_instance}\"]')?.dataset.status === 'failed'"
+        ),
+        Duration::from_secs(10),
+    );
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    browser.screenshot(&shot);
+    eprintln!("dashboard screenshot: {}", shot.display());
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}

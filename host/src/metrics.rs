@@ -15,8 +15,8 @@ const BUCKETS: [f64; 12] = [
 /// The host's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Invocations by (module, status).
-    invocations: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Invocations by module, then status.
+    invocations: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     buckets: [AtomicU64; BUCKETS.len()],
     duration_sum_ns: AtomicU64,
     duration_count: AtomicU64,
@@ -41,12 +41,15 @@ impl Metrics {
     /// Counts one invocation of `module` that ended with `status`
     /// (`ok` or a failure code) after `duration`.
     pub fn invocation(&self, module: &str, status: &'static str, duration: Duration) {
-        *self
-            .invocations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((module.to_owned(), status))
-            .or_default() += 1;
+        {
+            let mut invocations = self.invocations.lock().unwrap_or_else(|p| p.into_inner());
+            // Look up by `&str` first: no allocation once a module is known.
+            let by_status = match invocations.get_mut(module) {
+                Some(by_status) => by_status,
+                None => invocations.entry(module.to_owned()).or_default(),
+            };
+            *by_status.entry(status).or_default() += 1;
+        }
         let secs = duration.as_secs_f64();
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
             if secs <= *bound {
@@ -103,18 +106,17 @@ impl Metrics {
             "# HELP weft_invocations_total Invocations by module and outcome (ok, or the failure code)."
         );
         let _ = writeln!(out, "# TYPE weft_invocations_total counter");
-        for ((module, status), count) in self
-            .invocations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "weft_invocations_total{{module=\"{}\",status=\"{status}\"}} {count}",
-                escape(module)
-            );
+        let invocations = self.invocations.lock().unwrap_or_else(|p| p.into_inner());
+        for (module, by_status) in invocations.iter() {
+            for (status, count) in by_status {
+                let _ = writeln!(
+                    out,
+                    "weft_invocations_total{{module=\"{}\",status=\"{status}\"}} {count}",
+                    escape(module)
+                );
+            }
         }
+        drop(invocations);
 
         let _ = writeln!(
             out,

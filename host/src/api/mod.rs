@@ -110,6 +110,12 @@ pub enum BindError {
 
 /// Builds the router.
 pub fn router(node: Arc<Node>, config: &ServeConfig) -> Router {
+    router_with(node, config, Router::new())
+}
+
+/// Builds the router with `extra` routes behind the same guards (used by
+/// benchmarks for a baseline handler).
+pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState>) -> Router {
     let state = AppState {
         node: node.clone(),
         access: Arc::new(Access {
@@ -151,6 +157,7 @@ pub fn router(node: Arc<Node>, config: &ServeConfig) -> Router {
         .route("/style.css", get(dashboard::style));
 
     Router::new()
+        .merge(extra)
         .merge(requests)
         .merge(streams)
         .merge(pages)
@@ -185,6 +192,12 @@ pub struct Server {
 impl Server {
     /// Checks the access policy and binds the address.
     pub async fn bind(node: Arc<Node>, config: ServeConfig) -> Result<Server, BindError> {
+        let router = router(node, &config);
+        Server::bind_router(router, config).await
+    }
+
+    /// [`Server::bind`] with a router of the caller's making.
+    pub async fn bind_router(router: Router, config: ServeConfig) -> Result<Server, BindError> {
         if !config.listen.ip().is_loopback() && config.token.is_none() {
             return Err(BindError::NeedsToken(config.listen));
         }
@@ -195,7 +208,7 @@ impl Server {
                 source,
             })?;
         Ok(Server {
-            router: router(node, &config),
+            router,
             listener,
             config,
         })

@@ -81,6 +81,9 @@ pub struct Finished {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
+    /// The guest's stdout (services only: an invocation's stdout is its
+    /// output).
+    Stdout,
     /// The guest's stderr.
     Stderr,
     /// The SDK's `weft:log`.
@@ -252,6 +255,18 @@ impl Activity {
         self.publish(Event::Finished(finished));
     }
 
+    /// Records one line a running instance wrote, and publishes it.
+    pub fn log_line(&self, line: LogLine) {
+        {
+            let mut inner = self.lock();
+            if inner.logs.len() == LOG_LINES {
+                inner.logs.pop_front();
+            }
+            inner.logs.push_back(line.clone());
+        }
+        self.publish(Event::Log(line));
+    }
+
     /// Running instances, oldest first.
     pub fn running(&self) -> Vec<Running> {
         let mut running: Vec<Running> = self.lock().running.values().cloned().collect();
@@ -264,14 +279,16 @@ impl Activity {
         self.lock().recent.iter().take(limit).cloned().collect()
     }
 
-    /// The newest `limit` log lines, optionally of one module, oldest first.
-    pub fn logs(&self, module: Option<&str>, limit: usize) -> Vec<LogLine> {
+    /// The newest `limit` log lines, optionally of one module and one
+    /// instance, oldest first.
+    pub fn logs(&self, module: Option<&str>, instance: Option<&str>, limit: usize) -> Vec<LogLine> {
         let inner = self.lock();
         let mut lines: Vec<LogLine> = inner
             .logs
             .iter()
             .rev()
             .filter(|line| module.is_none_or(|m| line.module == m))
+            .filter(|line| instance.is_none_or(|i| line.instance == i))
             .take(limit)
             .cloned()
             .collect();

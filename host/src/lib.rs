@@ -7,6 +7,7 @@
 //!   cache, invocations under limits, and the module [`runtime::registry`].
 //! - [`node`]: one host's registry, runtime, [`activity`] and [`metrics`]
 //!   behind one handle, with the policy the API exposes.
+//! - [`service`]: long-running, supervised instances with restart policies.
 //! - [`api`]: the HTTP API (axum), its OpenAPI document, SSE feeds and the
 //!   embedded dashboard.
 //! - [`abi`]: the host side of the guest ABI, one file per `weft:*` import
@@ -42,6 +43,7 @@ pub mod dev;
 pub mod metrics;
 pub mod node;
 pub mod runtime;
+pub mod service;
 pub mod store;
 pub mod units;
 

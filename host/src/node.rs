@@ -9,10 +9,13 @@ use crate::activity::{Activity, Event, Finished, Running, Status, now_ms};
 use crate::metrics::{Gauges, Metrics};
 use crate::runtime::registry::{Entry, Registry, RegistryError};
 use crate::runtime::{Failed, Input, Invocation, Limits, Outcome, Runtime, RuntimeConfig, Stdio};
-use crate::store::{ModuleRecord, Store};
+use crate::service::{self, Restart};
+use crate::store::{ModuleRecord, ServiceRecord, Store};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -83,9 +86,44 @@ pub enum InvokeError {
     },
 }
 
+/// What a caller asks of a new service.
+#[derive(Clone, Debug)]
+pub struct ServiceRequest {
+    /// The module to run.
+    pub module: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// When to restart it.
+    pub restart: Restart,
+}
+
+/// Why a service could not be started or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No module has that name.
+    #[error("no module named `{0}`")]
+    NoModule(String),
+    /// No service has that id.
+    #[error("no service `{0}`")]
+    NotFound(String),
+    /// The registry or store failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<crate::store::StoreError> for ServiceError {
+    fn from(error: crate::store::StoreError) -> Self {
+        ServiceError::Registry(error.into())
+    }
+}
+
 /// One host's state.
 #[derive(Debug)]
 pub struct Node {
+    store: Arc<Store>,
+    services: Mutex<HashMap<String, Arc<service::Handle>>>,
     registry: Registry,
     activity: Activity,
     metrics: Metrics,
@@ -105,7 +143,9 @@ impl Node {
             .min(config.runtime.max_instances as usize);
         config.max_running = max_running;
         Ok(Arc::new(Node {
-            registry: Registry::new(runtime, store),
+            services: Mutex::new(HashMap::new()),
+            registry: Registry::new(runtime, store.clone()),
+            store,
             activity: Activity::new(),
             metrics: Metrics::default(),
             slots: Arc::new(Semaphore::new(max_running)),
@@ -211,10 +251,10 @@ impl Node {
                 timeout,
                 ..self.config.limits.clone()
             },
+            cancel: None,
         };
         let started_ms = now_ms();
-        // The id is only known once the instance exists; announce the start
-        // under a provisional record keyed by the same id the outcome carries.
+        // Choose the id up front so the start can be announced under it.
         let instance = crate::runtime::InstanceId::new();
         self.activity.started(Running {
             instance: instance.to_string(),
@@ -271,5 +311,75 @@ impl Node {
             module: name.to_owned(),
             failed,
         })
+    }
+
+    /// Starts a service: stored first, so it survives a restart, then
+    /// supervised. Needs a tokio runtime.
+    pub fn start_service(
+        self: &Arc<Self>,
+        request: ServiceRequest,
+    ) -> Result<service::Status, ServiceError> {
+        if self.registry.record(&request.module)?.is_none() {
+            return Err(ServiceError::NoModule(request.module));
+        }
+        let record = ServiceRecord {
+            id: crate::runtime::InstanceId::new().to_string(),
+            module: request.module,
+            args: request.args,
+            env: request.env,
+            restart: request.restart.as_str().to_owned(),
+            created_ms: now_ms(),
+        };
+        self.store.put_service(&record)?;
+        Ok(self.supervise(record, request.restart))
+    }
+
+    fn supervise(self: &Arc<Self>, record: ServiceRecord, restart: Restart) -> service::Status {
+        let id = record.id.clone();
+        let handle = service::spawn(self, record, restart);
+        let status = handle.status();
+        self.services_map().insert(id, handle);
+        status
+    }
+
+    fn services_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<service::Handle>>> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts every stored service again (after a host restart); returns
+    /// how many. Needs a tokio runtime.
+    pub fn restore_services(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let records = self.store.services()?;
+        let count = records.len();
+        for record in records {
+            let restart = Restart::parse(&record.restart).unwrap_or(Restart::Always);
+            tracing::info!(id = %record.id, module = %record.module, "restoring service");
+            self.supervise(record, restart);
+        }
+        Ok(count)
+    }
+
+    /// Stops and forgets a service.
+    pub async fn stop_service(&self, id: &str) -> Result<(), ServiceError> {
+        let handle = self.services_map().remove(id);
+        let Some(handle) = handle else {
+            return Err(ServiceError::NotFound(id.to_owned()));
+        };
+        self.store.delete_service(id)?;
+        handle.stop().await;
+        Ok(())
+    }
+
+    /// Every service, oldest first.
+    pub fn services(&self) -> Vec<service::Status> {
+        let mut all: Vec<service::Status> =
+            self.services_map().values().map(|h| h.status()).collect();
+        all.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    /// One service.
+    pub fn service(&self, id: &str) -> Option<service::Status> {
+        self.services_map().get(id).map(|h| h.status())
     }
 }

@@ -9,6 +9,7 @@
 
 use crate::runtime::InstanceId;
 use crate::runtime::State;
+use crate::runtime::stdio::LineSink;
 use std::sync::Arc;
 use std::time::SystemTime;
 use wasmtime::{Caller, Linker};
@@ -54,6 +55,10 @@ pub struct GuestLog {
     instance: InstanceId,
     module: Arc<str>,
     lines: Vec<LogLine>,
+    count: usize,
+    /// Where lines go as they are written (services); otherwise they are
+    /// kept for the outcome.
+    sink: Option<Arc<dyn LineSink>>,
 }
 
 impl GuestLog {
@@ -63,11 +68,20 @@ impl GuestLog {
             instance,
             module,
             lines: Vec::new(),
+            count: 0,
+            sink: None,
         }
     }
 
+    /// Sends lines to `sink` as they are written instead of keeping them.
+    pub fn streaming_to(mut self, sink: Arc<dyn LineSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     fn is_full(&self) -> bool {
-        self.lines.len() >= MAX_LINES as usize
+        // A streaming log is bounded where it lands (the activity ring).
+        self.sink.is_none() && self.count >= MAX_LINES as usize
     }
 
     fn push(&mut self, level: Level, message: String) {
@@ -79,11 +93,15 @@ impl GuestLog {
             Level::Debug => tracing::debug!(target: "weft::guest", instance, module, "{message}"),
             Level::Trace => tracing::trace!(target: "weft::guest", instance, module, "{message}"),
         }
-        self.lines.push(LogLine {
-            time: SystemTime::now(),
-            level,
-            message,
-        });
+        self.count += 1;
+        match &self.sink {
+            Some(sink) => sink.log(level, &message),
+            None => self.lines.push(LogLine {
+                time: SystemTime::now(),
+                level,
+                message,
+            }),
+        }
     }
 
     /// The lines written.

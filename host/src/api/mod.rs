@@ -20,6 +20,7 @@ pub mod guard;
 mod modules;
 mod observe;
 pub mod openapi;
+mod services;
 
 use crate::node::Node;
 use axum::Router;
@@ -145,6 +146,11 @@ pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState
         )
         .route("/v1/modules/{name}/invoke", invoke)
         .route("/v1/instances", get(observe::instances))
+        .route("/v1/services", get(services::list).post(services::start))
+        .route(
+            "/v1/services/{id}",
+            get(services::get).delete(services::stop),
+        )
         .route("/metrics", get(observe::metrics))
         .layer(middleware::from_fn(guard::timeout(config.request_timeout)));
     // Event streams live as long as the client wants: no request timeout.

@@ -61,6 +61,7 @@ pub async fn instances(
 #[derive(Debug, Deserialize)]
 pub struct LogQuery {
     module: Option<String>,
+    instance: Option<String>,
     limit: Option<usize>,
     #[serde(default)]
     follow: bool,
@@ -68,7 +69,7 @@ pub struct LogQuery {
     _access_token: Option<String>,
 }
 
-/// `GET /v1/logs?module=&limit=&follow=`: the newest lines; with
+/// `GET /v1/logs?module=&instance=&limit=&follow=`: the newest lines; with
 /// `follow=true`, an SSE stream of `log` events, the newest lines first.
 pub async fn logs(
     State(state): State<AppState>,
@@ -77,19 +78,22 @@ pub async fn logs(
     let activity = state.node.activity();
     let limit = query.limit.unwrap_or(200).min(crate::activity::LOG_LINES);
     if !query.follow {
-        let lines = activity.logs(query.module.as_deref(), limit);
+        let lines = activity.logs(query.module.as_deref(), query.instance.as_deref(), limit);
         return Ok(Json(json!({ "lines": lines })).into_response());
     }
     // Subscribe before reading the backlog so no line falls between them.
     let receiver = activity.subscribe();
     let backlog: Vec<Event> = activity
-        .logs(query.module.as_deref(), limit)
+        .logs(query.module.as_deref(), query.instance.as_deref(), limit)
         .into_iter()
         .map(Event::Log)
         .collect();
-    let module = query.module;
+    let (module, instance) = (query.module, query.instance);
     let filter = move |event: &Event| match event {
-        Event::Log(line) => module.as_ref().is_none_or(|m| &line.module == m),
+        Event::Log(line) => {
+            module.as_ref().is_none_or(|m| &line.module == m)
+                && instance.as_ref().is_none_or(|i| &line.instance == i)
+        }
         _ => false,
     };
     Ok(sse_response(backlog, receiver, filter))

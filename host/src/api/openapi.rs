@@ -70,11 +70,25 @@ pub fn document() -> Value {
                         "input_bytes": { "type": "integer" }, "output_bytes": { "type": "integer" }
                     }
                 },
+                "Service": {
+                    "type": "object",
+                    "properties": {
+                        "id": { "type": "string", "description": "the service's instance id, stable across restarts" },
+                        "module": { "type": "string" },
+                        "args": { "type": "array", "items": { "type": "string" } },
+                        "restart": { "enum": ["always", "on-failure", "never"] },
+                        "state": { "enum": ["running", "restarting", "stopped", "failed"] },
+                        "restarts": { "type": "integer" },
+                        "started_ms": { "type": ["integer", "null"] },
+                        "last_exit": { "type": ["string", "null"] },
+                        "created_ms": { "type": "integer" }
+                    }
+                },
                 "LogLine": {
                     "type": "object",
                     "properties": {
                         "time_ms": { "type": "integer" }, "instance": { "type": "string" },
-                        "module": { "type": "string" }, "stream": { "enum": ["stderr", "log"] },
+                        "module": { "type": "string" }, "stream": { "enum": ["stdout", "stderr", "log"] },
                         "level": { "type": "string" }, "message": { "type": "string" }
                     }
                 }
@@ -168,9 +182,10 @@ pub fn document() -> Value {
                 })) }
             } },
             "/v1/logs": { "get": {
-                "summary": "Guest log lines (stderr and weft:log); with follow=true an SSE stream of `log` events",
+                "summary": "Guest log lines (stderr, services' stdout, and weft:log); with follow=true an SSE stream of `log` events",
                 "parameters": [
                     { "name": "module", "in": "query", "schema": { "type": "string" } },
+                    { "name": "instance", "in": "query", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer" } },
                     { "name": "follow", "in": "query", "schema": { "type": "boolean" } }
                 ],
@@ -186,6 +201,40 @@ pub fn document() -> Value {
                 "summary": "Live events as SSE: deployed, deleted, started, finished, log, built, lagged",
                 "responses": { "200": { "description": "an event stream", "content": { "text/event-stream": { "schema": { "type": "string" } } } } }
             } },
+            "/v1/services": {
+                "get": {
+                    "summary": "List services",
+                    "responses": { "200": json_response("services", json!({ "type": "object", "properties": { "services": { "type": "array", "items": { "$ref": "#/components/schemas/Service" } } } })) }
+                },
+                "post": {
+                    "summary": "Start a long-running, supervised instance",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["module"],
+                        "properties": {
+                            "module": { "type": "string" },
+                            "args": { "type": "array", "items": { "type": "string" } },
+                            "env": { "type": "object", "additionalProperties": { "type": "string" } },
+                            "restart": { "enum": ["always", "on-failure", "never"], "default": "always" }
+                        }
+                    } } } },
+                    "responses": {
+                        "201": json_response("started", json!({ "$ref": "#/components/schemas/Service" })),
+                        "400": error_response("bad request"),
+                        "404": error_response("no such module")
+                    }
+                }
+            },
+            "/v1/services/{id}": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "get": {
+                    "summary": "One service",
+                    "responses": { "200": json_response("the service", json!({ "$ref": "#/components/schemas/Service" })), "404": error_response("no such service") }
+                },
+                "delete": {
+                    "summary": "Stop a service and forget it",
+                    "responses": { "204": { "description": "stopped" }, "404": error_response("no such service") }
+                }
+            },
             "/metrics": { "get": {
                 "summary": "Prometheus metrics",
                 "responses": { "200": { "description": "text exposition format", "content": { "text/plain": { "schema": { "type": "string" } } } } }

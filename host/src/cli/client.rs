@@ -75,6 +75,9 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 100)]
         lines: usize,
     },
+    /// Long-running, supervised instances.
+    #[command(subcommand)]
+    Service(super::service::ServiceCommand),
     /// Show running and recent instances.
     Ps {
         /// How many recent instances to show.
@@ -83,7 +86,7 @@ pub enum ClientCommand {
     },
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -100,7 +103,7 @@ impl Client {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -122,7 +125,10 @@ impl Client {
     }
 
     /// Sends and turns a non-2xx answer into its error message.
-    async fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub(super) async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let response = self.send(request).await?;
         if response.status().is_success() {
             return Ok(response);
@@ -136,7 +142,7 @@ impl Client {
         Err(anyhow::anyhow!(message))
     }
 
-    async fn json(&self, path: &str) -> anyhow::Result<Value> {
+    pub(super) async fn json(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .call(self.request(reqwest::Method::GET, path))
             .await?
@@ -171,10 +177,11 @@ pub async fn main(command: ClientCommand, flags: &ClientFlags) -> anyhow::Result
             lines,
         } => logs(&client, follow, name, lines).await,
         ClientCommand::Ps { recent } => ps(&client, recent).await,
+        ClientCommand::Service(command) => super::service::main(&client, command).await,
     }
 }
 
-fn encode(segment: &str) -> String {
+pub(super) fn encode(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
@@ -312,7 +319,7 @@ async fn invoke(
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
-fn clock(ms: u64) -> String {
+pub(super) fn clock(ms: u64) -> String {
     let secs = ms / 1000 % 86_400;
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }

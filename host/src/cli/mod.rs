@@ -4,6 +4,7 @@ mod client;
 mod dev;
 mod run;
 mod serve;
+mod service;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

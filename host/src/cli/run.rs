@@ -128,6 +128,7 @@ fn run(args: RunArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
             fuel: args.fuel,
             ..Limits::default()
         },
+        cancel: None,
     };
 
     let tokio = tokio::runtime::Builder::new_current_thread()

@@ -62,7 +62,8 @@ impl ServerFlags {
         );
         let mut node = NodeConfig::new(&data_dir);
         node.runtime.max_module_size = self.max_module_size as usize;
-        node.runtime.max_instances = (self.max_running as u32).clamp(1, 10_000);
+        // Room for long-running services beside the invocations.
+        node.runtime.max_instances = (self.max_running as u32 + 128).clamp(1, 10_000);
         node.max_running = self.max_running;
         node.max_timeout = self.max_timeout;
         node.limits = Limits {
@@ -71,6 +72,10 @@ impl ServerFlags {
             ..Limits::default()
         };
         let node = Node::open(node)?;
+        let restored = node.restore_services()?;
+        if restored > 0 {
+            tracing::info!("restored {restored} services");
+        }
         let config = ServeConfig {
             listen: self.listen,
             token: self.token.clone().filter(|t| !t.is_empty()),

@@ -18,6 +18,9 @@ pub enum Interrupt {
     /// The instance's wall-clock deadline passed.
     #[error("deadline exceeded")]
     Deadline,
+    /// The host stopped it (a service being stopped, its parent gone).
+    #[error("stopped by the host")]
+    Killed,
 }
 
 /// The reason an instance failed.
@@ -25,6 +28,8 @@ pub enum Interrupt {
 pub enum Failure {
     /// Still running when its wall-clock deadline passed.
     Deadline { limit: Duration },
+    /// Stopped by the host on purpose.
+    Killed,
     /// Asked for more linear memory than its limit.
     MemoryLimit { limit: u64, requested: u64 },
     /// Asked for more table elements than its limit.
@@ -54,6 +59,7 @@ impl Failure {
     pub fn code(&self) -> &'static str {
         match self {
             Failure::Deadline { .. } => "deadline_exceeded",
+            Failure::Killed => "killed",
             Failure::MemoryLimit { .. } => "memory_limit",
             Failure::TableLimit { .. } => "table_limit",
             Failure::StackOverflow => "stack_overflow",
@@ -79,10 +85,14 @@ impl Failure {
         denied: Option<Denied>,
         output_overflowed: bool,
     ) -> Failure {
-        if let Some(Interrupt::Deadline) = error.downcast_ref::<Interrupt>() {
-            return Failure::Deadline {
-                limit: limits.timeout.unwrap_or_default(),
-            };
+        match error.downcast_ref::<Interrupt>() {
+            Some(Interrupt::Deadline) => {
+                return Failure::Deadline {
+                    limit: limits.timeout.unwrap_or_default(),
+                };
+            }
+            Some(Interrupt::Killed) => return Failure::Killed,
+            None => {}
         }
         if output_overflowed {
             return Failure::OutputLimit {
@@ -135,6 +145,7 @@ impl fmt::Display for Failure {
                 "deadline exceeded: still running after {}",
                 format_duration(*limit)
             ),
+            Failure::Killed => write!(f, "stopped by the host"),
             Failure::MemoryLimit { limit, requested } => write!(
                 f,
                 "memory limit exceeded: the guest asked for {} of linear memory, the limit is {}",

@@ -3,14 +3,14 @@
 
 use super::failure::{Failure, Interrupt};
 use super::limits::{Limiter, Limits};
-use super::stdio::{OutputSink, WhenFull};
+use super::stdio::{LineSink, LineStream, OutputSink, StreamKind, WhenFull};
 use super::{LoadedModule, Runtime};
 use crate::abi::log::{GuestLog, LogLine};
 use bytes::Bytes;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -50,6 +50,13 @@ impl InstanceId {
         InstanceId(format!("inst-{z:016x}").into())
     }
 
+    /// Parses `inst-<16 hex digits>`.
+    pub fn parse(text: &str) -> Option<InstanceId> {
+        let hex = text.strip_prefix("inst-")?;
+        (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| InstanceId(text.into()))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -78,12 +85,36 @@ pub enum Input {
 }
 
 /// Where the guest's stdout and stderr go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Stdio {
     /// Captured into the [`Outcome`], bounded by the [`Limits`].
     Capture,
     /// The host process's own stdout and stderr (for `weft run`).
     Inherit,
+    /// Line by line, as written, to a sink (for long-running services).
+    Lines(Arc<dyn LineSink>),
+}
+
+/// Stops a running instance from outside: the instance fails with
+/// [`Failure::Killed`] within one epoch tick.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A token that has not fired.
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// Fires: the instance stops at its next epoch check.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it has fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// A host directory made visible to the guest.
@@ -112,6 +143,8 @@ pub struct Invocation {
     pub stdio: Stdio,
     /// What the instance may use.
     pub limits: Limits,
+    /// Fires to stop the instance early.
+    pub cancel: Option<Cancel>,
 }
 
 impl Invocation {
@@ -126,6 +159,7 @@ impl Invocation {
             input: Input::Bytes(input.into()),
             stdio: Stdio::Capture,
             limits: Limits::default(),
+            cancel: None,
         }
     }
 }
@@ -179,6 +213,7 @@ pub struct State {
     pub(crate) log: GuestLog,
     limiter: Limiter,
     deadline: Option<Instant>,
+    cancel: Option<Cancel>,
 }
 
 impl fmt::Debug for State {
@@ -199,6 +234,7 @@ impl State {
             log: GuestLog::new(InstanceId::new(), "".into()),
             limiter: Limiter::new(&Limits::default()),
             deadline: None,
+            cancel: None,
         }
     }
 }
@@ -254,7 +290,7 @@ impl Runtime {
             return Err(fail(Failure::NoEntryPoint));
         };
 
-        let (wasi, stdout, stderr) = match wasi_context(&invocation) {
+        let (wasi, stdout, stderr, lines) = match wasi_context(&invocation) {
             Ok(parts) => parts,
             Err(error) => {
                 return Err(fail(Failure::Host {
@@ -264,9 +300,16 @@ impl Runtime {
         };
         let state = State {
             wasi,
-            log: GuestLog::new(instance.clone(), invocation.program.as_str().into()),
+            log: match &invocation.stdio {
+                Stdio::Lines(sink) => {
+                    GuestLog::new(instance.clone(), invocation.program.as_str().into())
+                        .streaming_to(sink.clone())
+                }
+                _ => GuestLog::new(instance.clone(), invocation.program.as_str().into()),
+            },
             limiter: Limiter::new(&limits),
             deadline: limits.timeout.map(|t| started + t),
+            cancel: invocation.cancel.clone(),
         };
         let mut store = Store::new(self.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -279,10 +322,16 @@ impl Runtime {
             }
         }
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| match ctx.data().deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(Interrupt::Deadline.into()),
-            // Yield to the executor every tick: fair time-slicing.
-            _ => Ok(UpdateDeadline::Yield(1)),
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                return Err(Interrupt::Killed.into());
+            }
+            match state.deadline {
+                Some(deadline) if Instant::now() >= deadline => Err(Interrupt::Deadline.into()),
+                // Yield to the executor every tick: fair time-slicing.
+                _ => Ok(UpdateDeadline::Yield(1)),
+            }
         });
 
         let run = async {
@@ -319,6 +368,9 @@ impl Runtime {
         // Dropping the store returns the instance's slot to the pool and
         // releases the last other handle on the output buffers.
         drop(store);
+        for stream in lines {
+            stream.flush_partial();
+        }
         let duration = started.elapsed();
         let output_overflowed = stdout.as_ref().is_some_and(OutputSink::overflowed);
         let output = stdout.map(OutputSink::into_bytes).unwrap_or_default();
@@ -358,7 +410,12 @@ impl Runtime {
     }
 }
 
-type WasiParts = (WasiP1Ctx, Option<OutputSink>, Option<OutputSink>);
+type WasiParts = (
+    WasiP1Ctx,
+    Option<OutputSink>,
+    Option<OutputSink>,
+    Vec<LineStream>,
+);
 
 fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
     let mut builder = WasiCtxBuilder::new();
@@ -374,16 +431,22 @@ fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
             builder.inherit_stdin();
         }
     }
-    let (stdout, stderr) = match invocation.stdio {
+    let (stdout, stderr, lines) = match &invocation.stdio {
         Stdio::Capture => {
             let stdout = OutputSink::new(invocation.limits.output, WhenFull::Refuse);
             let stderr = OutputSink::new(invocation.limits.stderr, WhenFull::Truncate);
             builder.stdout(stdout.clone()).stderr(stderr.clone());
-            (Some(stdout), Some(stderr))
+            (Some(stdout), Some(stderr), Vec::new())
         }
         Stdio::Inherit => {
             builder.inherit_stdout().inherit_stderr();
-            (None, None)
+            (None, None, Vec::new())
+        }
+        Stdio::Lines(sink) => {
+            let out = LineStream::new(sink.clone(), StreamKind::Stdout);
+            let err = LineStream::new(sink.clone(), StreamKind::Stderr);
+            builder.stdout(out.clone()).stderr(err.clone());
+            (None, None, vec![out, err])
         }
     };
     for dir in &invocation.preopens {
@@ -391,5 +454,5 @@ fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
             .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
             .map_err(|e| anyhow::anyhow!("cannot preopen {}: {e:#}", dir.host.display()))?;
     }
-    Ok((builder.build_p1(), stdout, stderr))
+    Ok((builder.build_p1(), stdout, stderr, lines))
 }

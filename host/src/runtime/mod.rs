@@ -20,7 +20,7 @@ pub mod registry;
 pub mod stdio;
 
 pub use failure::Failure;
-pub use instance::{Failed, Input, InstanceId, Invocation, Outcome, Preopen, Stdio};
+pub use instance::{Cancel, Failed, Input, InstanceId, Invocation, Outcome, Preopen, Stdio};
 pub use limits::Limits;
 pub use module::{LoadError, LoadedModule, Origin};
 

@@ -18,6 +18,8 @@ const MODULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("modules"
 /// Module bytes by digest (`sha256:<hex>`), shared by every name that uses
 /// them.
 const BLOBS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blobs");
+/// Services by id, as JSON.
+const SERVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("services");
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,7 @@ impl Store {
         let txn = store.db.begin_write().map_err(db_error)?;
         txn.open_table(MODULES).map_err(db_error)?;
         txn.open_table(BLOBS).map_err(db_error)?;
+        txn.open_table(SERVICES).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(store)
     }
@@ -189,6 +192,62 @@ impl Store {
             }
             removed.is_some()
         };
+        txn.commit().map_err(db_error)?;
+        Ok(existed)
+    }
+}
+
+/// A service: what to run and how to supervise it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// The service's instance id, stable across restarts.
+    pub id: String,
+    /// The module it runs.
+    pub module: String,
+    /// Arguments after `argv[0]`.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// `always`, `on-failure` or `never`.
+    pub restart: String,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+impl Store {
+    /// Stores a service durably.
+    pub fn put_service(&self, record: &ServiceRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(record).expect("service records always serialize");
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(SERVICES)
+            .map_err(db_error)?
+            .insert(record.id.as_str(), json.as_slice())
+            .map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Every stored service.
+    pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(SERVICES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (key, value) = entry.map_err(db_error)?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes a service; returns whether it existed.
+    pub fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let existed = txn
+            .open_table(SERVICES)
+            .map_err(db_error)?
+            .remove(id)
+            .map_err(db_error)?
+            .is_some();
         txn.commit().map_err(db_error)?;
         Ok(existed)
     }

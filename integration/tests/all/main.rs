@@ -10,3 +10,4 @@ mod limits;
 mod modules;
 mod run;
 mod serve;
+mod services;

@@ -23,7 +23,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.node.uptime().as_secs(),
         "modules": modules,
-        "running": state.node.running(),
+        "running": state.node.activity().running().len(),
     }))
 }
 

@@ -66,6 +66,26 @@ fn the_dashboard_shows_modules_and_live_invocations() {
         Duration::from_secs(10),
     );
 
+    // A service shows in its panel, running, with its output in the logs.
+    let ticker = std::fs::read(examples::TICKER).unwrap();
+    server.send(Request::new("PUT", "/v1/modules/ticker").body(&ticker));
+    let started = server.send(
+        Request::new("POST", "/v1/services")
+            .header("Content-Type", "application/json")
+            .body(br#"{"module": "ticker", "args": ["100"]}"#),
+    );
+    let service = started.json()["id"].as_str().unwrap().to_owned();
+    browser.wait_for(
+        &format!(
+            "document.querySelector('#services-body tr[data-service=\"{service}\"]')?.dataset.state === 'running'"
+        ),
+        Duration::from_secs(10),
+    );
+    browser.wait_for(
+        "[...document.querySelectorAll('#logs-body .log-line')].some(l => l.textContent.includes('tick 2'))",
+        Duration::from_secs(10),
+    );
+
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     browser.screenshot(&shot);
     eprintln!("dashboard screenshot: {}", shot.display());

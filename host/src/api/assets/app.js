@@ -1158,3 +1158,83 @@ weft.panels.register({
     renderOptions();
   },
 });
+
+/* ------------------------------------------------------------ services */
+// Long-running, supervised instances (GET /v1/services): state, restarts,
+// how the last run ended, and a stop action. Refreshed on instance events.
+weft.panels.register({
+  id: 'services',
+  title: 'Services',
+  order: 35,
+
+  mount(root, ctx) {
+    const { h, fmt, ui } = weft;
+    const COLS = 7;
+    const count = h('span', { class: 'panel-count' });
+    ctx.tools.append(count);
+    const tbody = h('tbody', { id: 'services-body' });
+    root.append(h('div', { class: 'table-wrap' },
+      h('table', { class: 'table' },
+        h('thead', null, h('tr', null,
+          h('th', null, 'id'),
+          h('th', null, 'module'),
+          h('th', null, 'state'),
+          h('th', { class: 'num' }, 'restarts'),
+          h('th', null, 'started'),
+          h('th', null, 'last exit'),
+          h('th', { class: 'actions' }, h('span', { class: 'sr-only' }, 'actions')))),
+        tbody)));
+
+    const BADGE = { running: 'badge-running', restarting: 'badge-warn', stopped: 'badge-ok', failed: 'badge-fail' };
+
+    function row(s) {
+      return h('tr', { 'data-service': s.id, 'data-state': s.state },
+        h('td', { class: 'mono', title: s.id }, fmt.shortId(s.id)),
+        h('td', { class: 'mono strong', title: (s.args || []).join(' ') }, s.module),
+        h('td', null, h('span', { class: `badge ${BADGE[s.state] || ''}`, title: `restart: ${s.restart}` }, s.state)),
+        h('td', { class: 'num mono' }, String(s.restarts)),
+        h('td', { class: 'nowrap' }, s.started_ms ? ui.ago(s.started_ms) : '—'),
+        h('td', { class: 'muted' }, s.last_exit || '—'),
+        h('td', { class: 'actions' },
+          h('button', { type: 'button', class: 'btn-link danger', 'data-action': 'stop', title: `stop ${s.id}` }, 'stop')));
+    }
+
+    let pending = null;
+    async function refresh() {
+      try {
+        const body = await weft.api('/v1/services');
+        const list = body.services || [];
+        count.textContent = String(list.length);
+        tbody.replaceChildren(...(list.length
+          ? list.map(row)
+          : [ui.emptyRow(COLS, 'No services. Start one with `weft service start MODULE`.')]));
+      } catch (e) {
+        tbody.replaceChildren(ui.emptyRow(COLS, `Could not load services: ${e.message}`, 'error'));
+      }
+    }
+    function soon() {
+      if (pending) return;
+      pending = setTimeout(() => { pending = null; refresh(); }, 250);
+    }
+
+    tbody.addEventListener('click', async (ev) => {
+      const button = ev.target.closest('button[data-action="stop"]');
+      if (!button) return;
+      const id = button.closest('tr').dataset.service;
+      if (!confirm(`Stop service ${id}?`)) return;
+      button.disabled = true;
+      try {
+        await weft.api(`/v1/services/${encodeURIComponent(id)}`, { method: 'DELETE' });
+        weft.ui.toast(`Stopped ${fmt.shortId(id)}`, 'ok');
+      } catch (e) {
+        weft.ui.toast(`Could not stop ${id}: ${e.message}`, 'error');
+      }
+      refresh();
+    });
+
+    weft.events.on('started', soon);
+    weft.events.on('finished', soon);
+    setInterval(refresh, 5000);
+    this.refresh = refresh;
+  },
+});

@@ -52,7 +52,7 @@ enum Command {
 pub struct DataDir {
     /// Data directory (modules, compiled artifacts, state); default
     /// `$XDG_DATA_HOME/weft` or `~/.local/share/weft`.
-    #[arg(long = "data", env = "WEFT_DATA", value_name = "DIR")]
+    #[arg(long = "data", id = "data_dir", env = "WEFT_DATA", value_name = "DIR")]
     dir: Option<PathBuf>,
 }
 
@@ -123,4 +123,13 @@ fn init_tracing(verbose: u8) {
 /// Prints one error line, `weft: ...`, to stderr.
 pub(crate) fn print_error(message: impl std::fmt::Display) {
     eprintln!("weft: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -156,10 +156,18 @@ impl Store {
 
     /// Every module record, by name.
     pub fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
+        self.all(MODULES)
+    }
+
+    /// Every JSON record of `table`, in key order.
+    fn all<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<'_, &str, &[u8]>,
+    ) -> Result<Vec<T>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
-        let modules = txn.open_table(MODULES).map_err(db_error)?;
+        let table = txn.open_table(table).map_err(db_error)?;
         let mut out = Vec::new();
-        for entry in modules.iter().map_err(db_error)? {
+        for entry in table.iter().map_err(db_error)? {
             let (key, value) = entry.map_err(db_error)?;
             out.push(decode(key.value(), value.value())?);
         }
@@ -229,14 +237,7 @@ impl Store {
 
     /// Every stored service.
     pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let table = txn.open_table(SERVICES).map_err(db_error)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (key, value) = entry.map_err(db_error)?;
-            out.push(decode(key.value(), value.value())?);
-        }
-        Ok(out)
+        self.all(SERVICES)
     }
 
     /// Removes a service; returns whether it existed.

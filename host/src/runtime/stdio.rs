@@ -348,6 +348,6 @@ mod line_tests {
         assert_eq!(lines[1].1, "two");
         assert_eq!(lines[2].1.len(), MAX_LINE);
         assert!(lines[2].1.starts_with("three"));
-        assert_eq!(lines[3].1, "xxxxx");
+        assert_eq!(lines[3].1, "xxxxxx");
     }
 }

@@ -7,6 +7,8 @@
 //!   cache, invocations under limits, and the module [`runtime::registry`].
 //! - [`node`]: one host's registry, runtime, [`activity`] and [`metrics`]
 //!   behind one handle, with the policy the API exposes.
+//! - [`network`]: subnets, security groups and interface records, stored
+//!   and mirrored into the `weft-netstack` router.
 //! - [`service`]: long-running, supervised instances with restart policies.
 //! - [`api`]: the HTTP API (axum), its OpenAPI document, SSE feeds and the
 //!   embedded dashboard.
@@ -35,12 +37,16 @@
 //! # Ok(()) }
 //! ```
 
+// The OpenAPI document (`api::openapi`) is one large `json!` literal.
+#![recursion_limit = "512"]
+
 pub mod abi;
 pub mod activity;
 pub mod api;
 pub mod cli;
 pub mod dev;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod runtime;
 pub mod service;

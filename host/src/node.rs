@@ -7,6 +7,7 @@
 
 use crate::activity::{Activity, Event, Finished, Running, Status, now_ms};
 use crate::metrics::{Gauges, Metrics};
+use crate::network::{Network, NetworkError};
 use crate::runtime::registry::{Entry, Registry, RegistryError};
 use crate::runtime::{Failed, Input, Invocation, Limits, Outcome, Runtime, RuntimeConfig, Stdio};
 use crate::service::{self, Restart};
@@ -97,6 +98,8 @@ pub struct ServiceRequest {
     pub env: Vec<(String, String)>,
     /// When to restart it.
     pub restart: Restart,
+    /// Interface records to attach to it.
+    pub nics: Vec<String>,
 }
 
 /// Why a service could not be started or stopped.
@@ -111,6 +114,9 @@ pub enum ServiceError {
     /// The registry or store failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// An interface record could not be attached.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
 }
 
 impl From<crate::store::StoreError> for ServiceError {
@@ -123,6 +129,7 @@ impl From<crate::store::StoreError> for ServiceError {
 #[derive(Debug)]
 pub struct Node {
     store: Arc<Store>,
+    network: Network,
     services: Mutex<HashMap<String, Arc<service::Handle>>>,
     registry: Registry,
     activity: Activity,
@@ -142,7 +149,9 @@ impl Node {
             .max_running
             .min(config.runtime.max_instances as usize);
         config.max_running = max_running;
+        let network = Network::open(store.clone())?;
         Ok(Arc::new(Node {
+            network,
             services: Mutex::new(HashMap::new()),
             registry: Registry::new(runtime, store.clone()),
             store,
@@ -322,6 +331,16 @@ impl Node {
         if self.registry.record(&request.module)?.is_none() {
             return Err(ServiceError::NoModule(request.module));
         }
+        for nic in &request.nics {
+            let (record, _) = self.network.nic(nic)?;
+            if let Some(attachment) = record.attachment() {
+                return Err(NetworkError::Conflict(format!(
+                    "{nic} is attached to {}",
+                    attachment.instance
+                ))
+                .into());
+            }
+        }
         let record = ServiceRecord {
             id: crate::runtime::InstanceId::new().to_string(),
             module: request.module,
@@ -331,7 +350,29 @@ impl Node {
             created_ms: now_ms(),
         };
         self.store.put_service(&record)?;
-        Ok(self.supervise(record, request.restart))
+        let id = record.id.clone();
+        let status = self.supervise(record, request.restart);
+        for nic in &request.nics {
+            self.network.attach(nic, &id)?;
+        }
+        Ok(status)
+    }
+
+    /// The host's virtual network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Attaches a record to a service (by its instance id).
+    pub fn attach_nic(
+        &self,
+        nic: &str,
+        instance: &str,
+    ) -> Result<weft_netstack::Record, ServiceError> {
+        if self.service(instance).is_none() {
+            return Err(ServiceError::NotFound(instance.to_owned()));
+        }
+        Ok(self.network.attach(nic, instance)?)
     }
 
     fn supervise(self: &Arc<Self>, record: ServiceRecord, restart: Restart) -> service::Status {
@@ -367,6 +408,7 @@ impl Node {
         };
         self.store.delete_service(id)?;
         handle.stop().await;
+        self.network.detach_instance(id)?;
         Ok(())
     }
 

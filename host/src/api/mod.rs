@@ -18,6 +18,7 @@ mod dashboard;
 pub mod error;
 pub mod guard;
 mod modules;
+mod network;
 mod observe;
 pub mod openapi;
 mod services;
@@ -146,6 +147,41 @@ pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState
         )
         .route("/v1/modules/{name}/invoke", invoke)
         .route("/v1/instances", get(observe::instances))
+        .route(
+            "/v1/subnets",
+            get(network::subnets).post(network::create_subnet),
+        )
+        .route(
+            "/v1/subnets/{id}",
+            axum::routing::delete(network::delete_subnet),
+        )
+        .route(
+            "/v1/security-groups",
+            get(network::groups).post(network::create_group),
+        )
+        .route(
+            "/v1/security-groups/{id}",
+            get(network::group).delete(network::delete_group),
+        )
+        .route(
+            "/v1/security-groups/{id}/rules",
+            axum::routing::post(network::add_rule),
+        )
+        .route(
+            "/v1/security-groups/{id}/rules/delete",
+            axum::routing::post(network::remove_rule),
+        )
+        .route("/v1/nics", get(network::nics).post(network::create_nic))
+        .route(
+            "/v1/nics/{id}",
+            get(network::nic).delete(network::delete_nic),
+        )
+        .route("/v1/nics/{id}/attach", axum::routing::post(network::attach))
+        .route("/v1/nics/{id}/detach", axum::routing::post(network::detach))
+        .route(
+            "/v1/nics/{id}/security-groups",
+            axum::routing::put(network::set_groups),
+        )
         .route("/v1/services", get(services::list).post(services::start))
         .route(
             "/v1/services/{id}",

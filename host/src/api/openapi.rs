@@ -70,6 +70,15 @@ pub fn document() -> Value {
                         "input_bytes": { "type": "integer" }, "output_bytes": { "type": "integer" }
                     }
                 },
+                "Rule": {
+                    "type": "object", "required": ["protocol"],
+                    "properties": {
+                        "protocol": { "enum": ["tcp", "udp", "icmp", "all"] },
+                        "ports": { "type": "string", "description": "80 or 8000-8099; tcp and udp only" },
+                        "cidr": { "type": "string", "description": "peer block" },
+                        "group": { "type": "string", "description": "peer security group (sg-…)" }
+                    }
+                },
                 "Service": {
                     "type": "object",
                     "properties": {
@@ -214,6 +223,7 @@ pub fn document() -> Value {
                             "module": { "type": "string" },
                             "args": { "type": "array", "items": { "type": "string" } },
                             "env": { "type": "object", "additionalProperties": { "type": "string" } },
+                            "nics": { "type": "array", "items": { "type": "string" }, "description": "interface records to attach" },
                             "restart": { "enum": ["always", "on-failure", "never"], "default": "always" }
                         }
                     } } } },
@@ -234,6 +244,93 @@ pub fn document() -> Value {
                     "summary": "Stop a service and forget it",
                     "responses": { "204": { "description": "stopped" }, "404": error_response("no such service") }
                 }
+            },
+            "/v1/subnets": {
+                "get": { "summary": "List subnets", "responses": { "200": json_response("subnets", json!({ "type": "object" })) } },
+                "post": {
+                    "summary": "Create a subnet (gateway at the first address; overlapping blocks are refused)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["cidr"],
+                        "properties": { "cidr": { "type": "string", "example": "10.0.1.0/24" }, "name": { "type": "string" } }
+                    } } } },
+                    "responses": {
+                        "201": json_response("created: id, cidr, gateway, name", json!({ "type": "object" })),
+                        "400": error_response("not a valid block"),
+                        "409": error_response("overlaps another subnet")
+                    }
+                }
+            },
+            "/v1/subnets/{id}": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "delete": { "summary": "Delete a subnet that holds no interfaces", "responses": { "204": { "description": "deleted" }, "404": error_response("no such subnet"), "409": error_response("still holds interfaces") } }
+            },
+            "/v1/security-groups": {
+                "get": { "summary": "List security groups", "responses": { "200": json_response("groups", json!({ "type": "object" })) } },
+                "post": {
+                    "summary": "Create a security group: stateful allow rules; no ingress and all egress unless given",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["name"],
+                        "properties": {
+                            "name": { "type": "string" },
+                            "ingress": { "type": "array", "items": { "$ref": "#/components/schemas/Rule" } },
+                            "egress": { "type": "array", "items": { "$ref": "#/components/schemas/Rule" } }
+                        }
+                    } } } },
+                    "responses": { "201": json_response("created: id, name, ingress, egress", json!({ "type": "object" })), "400": error_response("invalid rule"), "404": error_response("a peer group does not exist") }
+                }
+            },
+            "/v1/security-groups/{id}": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "get": { "summary": "One group", "responses": { "200": json_response("the group", json!({ "type": "object" })), "404": error_response("no such group") } },
+                "delete": { "summary": "Delete a group no interface uses", "responses": { "204": { "description": "deleted" }, "409": error_response("in use") } }
+            },
+            "/v1/security-groups/{id}/rules": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "post": {
+                    "summary": "Add a rule: {direction: ingress|egress, ...Rule}; new flows see it at once",
+                    "responses": { "200": json_response("the group", json!({ "type": "object" })), "400": error_response("invalid rule") }
+                }
+            },
+            "/v1/security-groups/{id}/rules/delete": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "post": {
+                    "summary": "Remove a rule: {direction, ...Rule}; tracked flows continue until they expire",
+                    "responses": { "200": json_response("the group", json!({ "type": "object" })), "404": error_response("no such rule") }
+                }
+            },
+            "/v1/nics": {
+                "get": { "summary": "List interface records, with counters when attached", "responses": { "200": json_response("records", json!({ "type": "object" })) } },
+                "post": {
+                    "summary": "Create an interface record (detached)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["subnet"],
+                        "properties": {
+                            "subnet": { "type": "string" },
+                            "security_groups": { "type": "array", "items": { "type": "string" } },
+                            "ip": { "type": "string", "description": "allocated from the subnet when absent" },
+                            "source_dest_check": { "type": "boolean", "default": true },
+                            "description": { "type": "string" }
+                        }
+                    } } } },
+                    "responses": { "201": json_response("created: id, ip, mac, status, ...", json!({ "type": "object" })), "404": error_response("no such subnet or group"), "409": error_response("the address is taken or the subnet is full") }
+                }
+            },
+            "/v1/nics/{id}": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "get": { "summary": "One record with its attachment and, when attached, its port counters", "responses": { "200": json_response("the record", json!({ "type": "object" })), "404": error_response("no such record") } },
+                "delete": { "summary": "Delete a detached record", "responses": { "204": { "description": "deleted" }, "409": error_response("attached") } }
+            },
+            "/v1/nics/{id}/attach": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "post": { "summary": "Attach to an instance: {instance}", "responses": { "200": json_response("the record", json!({ "type": "object" })), "404": error_response("no such record or instance"), "409": error_response("already attached") } }
+            },
+            "/v1/nics/{id}/detach": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "post": { "summary": "Detach: traffic to its addresses is dropped, its flows end", "responses": { "200": json_response("the record", json!({ "type": "object" })), "409": error_response("not attached") } }
+            },
+            "/v1/nics/{id}/security-groups": {
+                "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "put": { "summary": "Replace the record's groups: {security_groups: [...]}", "responses": { "200": json_response("the record", json!({ "type": "object" })) } }
             },
             "/metrics": { "get": {
                 "summary": "Prometheus metrics",

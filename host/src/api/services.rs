@@ -18,6 +18,7 @@ impl From<ServiceError> for ApiError {
         match error {
             ServiceError::NoModule(_) | ServiceError::NotFound(_) => ApiError::not_found(message),
             ServiceError::Registry(error) => error.into(),
+            ServiceError::Network(error) => error.into(),
         }
     }
 }
@@ -41,13 +42,6 @@ pub async fn start(
     body: Result<Json<StartRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !request.nics.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "nics_unavailable",
-            "attaching interface records to services is not available in this version of weft",
-        ));
-    }
     let restart = match request.restart.as_deref() {
         None => Restart::Always,
         Some(text) => Restart::parse(text).ok_or_else(|| {
@@ -61,6 +55,7 @@ pub async fn start(
         args: request.args,
         env: request.env.into_iter().collect(),
         restart,
+        nics: request.nics,
     })?;
     Ok((StatusCode::CREATED, Json(status)).into_response())
 }

@@ -78,6 +78,15 @@ pub enum ClientCommand {
     /// Long-running, supervised instances.
     #[command(subcommand)]
     Service(super::service::ServiceCommand),
+    /// Subnets of the virtual network.
+    #[command(subcommand)]
+    Subnet(super::network::SubnetCommand),
+    /// Security groups and their rules.
+    #[command(subcommand)]
+    Sg(super::network::GroupCommand),
+    /// Interface records: create, attach, detach.
+    #[command(subcommand)]
+    Nic(super::network::NicCommand),
     /// Show running and recent instances.
     Ps {
         /// How many recent instances to show.
@@ -178,6 +187,9 @@ pub async fn main(command: ClientCommand, flags: &ClientFlags) -> anyhow::Result
         } => logs(&client, follow, name, lines).await,
         ClientCommand::Ps { recent } => ps(&client, recent).await,
         ClientCommand::Service(command) => super::service::main(&client, command).await,
+        ClientCommand::Subnet(command) => super::network::subnet(&client, command).await,
+        ClientCommand::Sg(command) => super::network::group(&client, command).await,
+        ClientCommand::Nic(command) => super::network::nic(&client, command).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod client;
 mod dev;
+mod network;
 mod run;
 mod serve;
 mod service;

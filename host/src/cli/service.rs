@@ -20,6 +20,9 @@ pub enum ServiceCommand {
         /// When to restart it: always, on-failure or never.
         #[arg(long, default_value = "always")]
         restart: String,
+        /// An interface record to attach to it (repeatable).
+        #[arg(long = "nic", value_name = "ID")]
+        nics: Vec<String>,
     },
     /// List services.
     Ls,
@@ -37,6 +40,7 @@ pub async fn main(client: &Client, command: ServiceCommand) -> anyhow::Result<Ex
             args,
             env,
             restart,
+            nics,
         } => {
             let mut vars = serde_json::Map::new();
             for pair in &env {
@@ -45,7 +49,7 @@ pub async fn main(client: &Client, command: ServiceCommand) -> anyhow::Result<Ex
                     .ok_or_else(|| anyhow::anyhow!("--env {pair}: use K=V"))?;
                 vars.insert(k.to_owned(), v.into());
             }
-            let body = json!({ "module": module, "args": args, "env": vars, "restart": restart });
+            let body = json!({ "module": module, "args": args, "env": vars, "restart": restart, "nics": nics });
             let status: Value = client
                 .call(
                     client

@@ -20,6 +20,33 @@ const MODULES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("modules"
 const BLOBS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blobs");
 /// Services by id, as JSON.
 const SERVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("services");
+/// Subnets by id, as JSON.
+const SUBNETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("subnets");
+/// Security groups by id, as JSON.
+const GROUPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("security_groups");
+/// Interface records by id, as JSON.
+const NICS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("nics");
+
+/// The kinds of network object the store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `weft_netstack::Subnet`.
+    Subnet,
+    /// `weft_netstack::SecurityGroup`.
+    Group,
+    /// `weft_netstack::Record`.
+    Nic,
+}
+
+impl Kind {
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Kind::Subnet => SUBNETS,
+            Kind::Group => GROUPS,
+            Kind::Nic => NICS,
+        }
+    }
+}
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +129,9 @@ impl Store {
         txn.open_table(MODULES).map_err(db_error)?;
         txn.open_table(BLOBS).map_err(db_error)?;
         txn.open_table(SERVICES).map_err(db_error)?;
+        for kind in [Kind::Subnet, Kind::Group, Kind::Nic] {
+            txn.open_table(kind.table()).map_err(db_error)?;
+        }
         txn.commit().map_err(db_error)?;
         Ok(store)
     }
@@ -238,6 +268,36 @@ impl Store {
     /// Every stored service.
     pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
         self.all(SERVICES)
+    }
+
+    /// Stores a network object durably, replacing one with the same id.
+    pub fn put<T: Serialize>(&self, kind: Kind, id: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(value).expect("network objects always serialize");
+        let txn = self.db.begin_write().map_err(db_error)?;
+        txn.open_table(kind.table())
+            .map_err(db_error)?
+            .insert(id, json.as_slice())
+            .map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Every stored object of `kind`, in id order.
+    pub fn all_of<T: for<'de> Deserialize<'de>>(&self, kind: Kind) -> Result<Vec<T>, StoreError> {
+        self.all(kind.table())
+    }
+
+    /// Removes an object; returns whether it existed.
+    pub fn remove(&self, kind: Kind, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let existed = txn
+            .open_table(kind.table())
+            .map_err(db_error)?
+            .remove(id)
+            .map_err(db_error)?
+            .is_some();
+        txn.commit().map_err(db_error)?;
+        Ok(existed)
     }
 
     /// Removes a service; returns whether it existed.

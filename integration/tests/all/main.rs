@@ -8,6 +8,7 @@ mod durability;
 mod examples;
 mod limits;
 mod modules;
+mod network;
 mod run;
 mod serve;
 mod services;

@@ -1,0 +1,466 @@
+//! The host's virtual network: subnets, security groups and interface
+//! records (NICs), kept durably in the store and mirrored into the netstack
+//! router, where attached records are ports.
+//!
+//! Every change is written to the store first and applied in memory only
+//! once the write is committed, under one lock, so the router always agrees
+//! with what a restart would load. Records are attached to instances by id
+//! (a service's id is stable across its restarts).
+
+use crate::store::{Kind, Store, StoreError};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use weft_netstack::router::{Config as RouterConfig, Counters};
+use weft_netstack::secgroup::Rule;
+use weft_netstack::{
+    Allocator, Cidr, Direction, GroupId, NicId, Record, Router, SecurityGroup, Subnet, SubnetId,
+};
+
+/// Why a network operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// No such object.
+    #[error("no {kind} `{id}`")]
+    NotFound { kind: &'static str, id: String },
+    /// The request conflicts with the current state (in use, overlapping).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn not_found(kind: &'static str, id: impl ToString) -> NetworkError {
+    NetworkError::NotFound {
+        kind,
+        id: id.to_string(),
+    }
+}
+
+fn invalid(error: impl ToString) -> NetworkError {
+    NetworkError::Invalid(error.to_string())
+}
+
+/// What a new interface record asks for.
+#[derive(Clone, Debug, Default)]
+pub struct NicRequest {
+    /// Its subnet.
+    pub subnet: String,
+    /// Its security groups (none: it gets no ingress at all).
+    pub security_groups: Vec<String>,
+    /// A primary address; allocated from the subnet when absent.
+    pub ip: Option<Ipv4Addr>,
+    /// The source/destination check (default on).
+    pub source_dest_check: Option<bool>,
+    /// Free text.
+    pub description: Option<String>,
+}
+
+/// The network of one host.
+#[derive(Debug)]
+pub struct Network {
+    store: Arc<Store>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    subnets: BTreeMap<SubnetId, (Subnet, Allocator)>,
+    groups: BTreeMap<GroupId, SecurityGroup>,
+    nics: BTreeMap<NicId, Record>,
+    router: Router,
+}
+
+/// Fresh entropy for ids: a per-process random key hashed with a counter
+/// and the time.
+fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut hasher = STATE.get_or_init(Default::default).build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hasher.write_u128(crate::activity::now_ms() as u128);
+    hasher.finish()
+}
+
+impl Network {
+    /// Loads every subnet, group and record from the store and rebuilds the
+    /// router: attached records are ports again.
+    pub fn open(store: Arc<Store>) -> Result<Network, NetworkError> {
+        let mut inner = Inner {
+            subnets: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            nics: BTreeMap::new(),
+            router: Router::new(RouterConfig::default()),
+        };
+        for subnet in store.all_of::<Subnet>(Kind::Subnet)? {
+            let allocator = Allocator::new(&subnet);
+            inner.subnets.insert(subnet.id(), (subnet, allocator));
+        }
+        for group in store.all_of::<SecurityGroup>(Kind::Group)? {
+            inner.router.set_group(group.clone());
+            inner.groups.insert(group.id(), group);
+        }
+        for record in store.all_of::<Record>(Kind::Nic)? {
+            if let Some((_, allocator)) = inner.subnets.get_mut(&record.subnet()) {
+                for ip in record.ips() {
+                    let _ = allocator.reserve(ip);
+                }
+            }
+            if record.attachment().is_some()
+                && let Err(error) = inner.router.attach(&record)
+            {
+                tracing::warn!(nic = %record.id(), "could not restore the attachment: {error}");
+            }
+            inner.nics.insert(record.id(), record);
+        }
+        Ok(Network {
+            store,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a subnet; refuses one that overlaps another.
+    pub fn create_subnet(&self, cidr: &str, name: &str) -> Result<Subnet, NetworkError> {
+        let cidr: Cidr = cidr.parse().map_err(invalid)?;
+        let subnet = Subnet::new(SubnetId::from_entropy(entropy()), cidr, name).map_err(invalid)?;
+        let mut inner = self.lock();
+        if let Some((other, _)) = inner.subnets.values().find(|(other, _)| {
+            other.cidr().contains_cidr(&cidr) || cidr.contains_cidr(&other.cidr())
+        }) {
+            return Err(NetworkError::Conflict(format!(
+                "{cidr} overlaps {} ({})",
+                other.cidr(),
+                other.id()
+            )));
+        }
+        self.store
+            .put(Kind::Subnet, &subnet.id().to_string(), &subnet)?;
+        let allocator = Allocator::new(&subnet);
+        inner
+            .subnets
+            .insert(subnet.id(), (subnet.clone(), allocator));
+        Ok(subnet)
+    }
+
+    /// Every subnet.
+    pub fn subnets(&self) -> Vec<Subnet> {
+        self.lock()
+            .subnets
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// Deletes a subnet that holds no interface records.
+    pub fn delete_subnet(&self, id: &str) -> Result<(), NetworkError> {
+        let id: SubnetId = id.parse().map_err(|_| not_found("subnet", id))?;
+        let mut inner = self.lock();
+        if !inner.subnets.contains_key(&id) {
+            return Err(not_found("subnet", id));
+        }
+        if let Some(nic) = inner.nics.values().find(|r| r.subnet() == id) {
+            return Err(NetworkError::Conflict(format!(
+                "{id} still holds {}",
+                nic.id()
+            )));
+        }
+        self.store.remove(Kind::Subnet, &id.to_string())?;
+        inner.subnets.remove(&id);
+        Ok(())
+    }
+
+    /// Creates a security group. Without `egress`, it allows all egress.
+    pub fn create_group(
+        &self,
+        name: &str,
+        ingress: Vec<Rule>,
+        egress: Option<Vec<Rule>>,
+    ) -> Result<SecurityGroup, NetworkError> {
+        let mut group =
+            SecurityGroup::new(GroupId::from_entropy(entropy()), name).map_err(invalid)?;
+        if let Some(egress) = egress {
+            for rule in group.rules(Direction::Egress).to_vec() {
+                group.remove_rule(Direction::Egress, &rule);
+            }
+            for rule in egress {
+                group.add_rule(Direction::Egress, rule).map_err(invalid)?;
+            }
+        }
+        for rule in ingress {
+            group.add_rule(Direction::Ingress, rule).map_err(invalid)?;
+        }
+        let mut inner = self.lock();
+        self.check_peer_groups(&inner, &group)?;
+        self.store
+            .put(Kind::Group, &group.id().to_string(), &group)?;
+        inner.router.set_group(group.clone());
+        inner.groups.insert(group.id(), group.clone());
+        Ok(group)
+    }
+
+    fn check_peer_groups(&self, inner: &Inner, group: &SecurityGroup) -> Result<(), NetworkError> {
+        for direction in [Direction::Ingress, Direction::Egress] {
+            for rule in group.rules(direction) {
+                if let weft_netstack::secgroup::Peer::Group(peer) = rule.peer()
+                    && peer != group.id()
+                    && !inner.groups.contains_key(&peer)
+                {
+                    return Err(not_found("security group", peer));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every security group.
+    pub fn groups(&self) -> Vec<SecurityGroup> {
+        self.lock().groups.values().cloned().collect()
+    }
+
+    /// One security group.
+    pub fn group(&self, id: &str) -> Result<SecurityGroup, NetworkError> {
+        let gid: GroupId = id.parse().map_err(|_| not_found("security group", id))?;
+        self.lock()
+            .groups
+            .get(&gid)
+            .cloned()
+            .ok_or_else(|| not_found("security group", id))
+    }
+
+    /// Adds (`add`) or removes a rule. New flows see the change at once;
+    /// tracked flows continue until they expire.
+    pub fn change_rule(
+        &self,
+        id: &str,
+        direction: Direction,
+        rule: Rule,
+        add: bool,
+    ) -> Result<SecurityGroup, NetworkError> {
+        let gid: GroupId = id.parse().map_err(|_| not_found("security group", id))?;
+        let mut inner = self.lock();
+        let mut group = inner
+            .groups
+            .get(&gid)
+            .cloned()
+            .ok_or_else(|| not_found("security group", id))?;
+        if add {
+            group.add_rule(direction, rule).map_err(invalid)?;
+            self.check_peer_groups(&inner, &group)?;
+        } else if !group.remove_rule(direction, &rule) {
+            return Err(not_found("rule", rule));
+        }
+        self.store.put(Kind::Group, &gid.to_string(), &group)?;
+        inner.router.set_group(group.clone());
+        inner.groups.insert(gid, group.clone());
+        Ok(group)
+    }
+
+    /// Deletes a group no record uses.
+    pub fn delete_group(&self, id: &str) -> Result<(), NetworkError> {
+        let gid: GroupId = id.parse().map_err(|_| not_found("security group", id))?;
+        let mut inner = self.lock();
+        if !inner.groups.contains_key(&gid) {
+            return Err(not_found("security group", id));
+        }
+        if let Some(nic) = inner
+            .nics
+            .values()
+            .find(|r| r.security_groups().contains(&gid))
+        {
+            return Err(NetworkError::Conflict(format!(
+                "{gid} is used by {}",
+                nic.id()
+            )));
+        }
+        self.store.remove(Kind::Group, &gid.to_string())?;
+        inner.router.remove_group(gid);
+        inner.groups.remove(&gid);
+        Ok(())
+    }
+
+    fn parse_groups(inner: &Inner, ids: &[String]) -> Result<Vec<GroupId>, NetworkError> {
+        ids.iter()
+            .map(|id| {
+                id.parse::<GroupId>()
+                    .ok()
+                    .filter(|gid| inner.groups.contains_key(gid))
+                    .ok_or_else(|| not_found("security group", id))
+            })
+            .collect()
+    }
+
+    /// Creates an interface record, detached.
+    pub fn create_nic(&self, request: NicRequest) -> Result<Record, NetworkError> {
+        let subnet: SubnetId = request
+            .subnet
+            .parse()
+            .map_err(|_| not_found("subnet", &request.subnet))?;
+        let mut inner = self.lock();
+        let groups = Self::parse_groups(&inner, &request.security_groups)?;
+        let (_, allocator) = inner
+            .subnets
+            .get_mut(&subnet)
+            .ok_or_else(|| not_found("subnet", subnet))?;
+        let ip = match request.ip {
+            Some(ip) => {
+                allocator
+                    .reserve(ip)
+                    .map_err(|e| NetworkError::Conflict(format!("{ip}: {e}")))?;
+                ip
+            }
+            None => allocator
+                .allocate()
+                .map_err(|e| NetworkError::Conflict(e.to_string()))?,
+        };
+        let build = || -> Result<Record, NetworkError> {
+            let mut record = Record::new(NicId::from_entropy(entropy()), subnet, ip);
+            record
+                .set_security_groups(groups.clone())
+                .map_err(invalid)?;
+            record.set_source_dest_check(request.source_dest_check.unwrap_or(true));
+            if let Some(description) = &request.description {
+                record
+                    .set_description(description.clone())
+                    .map_err(invalid)?;
+            }
+            self.store
+                .put(Kind::Nic, &record.id().to_string(), &record)?;
+            Ok(record)
+        };
+        match build() {
+            Ok(record) => {
+                inner.nics.insert(record.id(), record.clone());
+                Ok(record)
+            }
+            Err(error) => {
+                if let Some((_, allocator)) = inner.subnets.get_mut(&subnet) {
+                    allocator.release(ip);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Every record.
+    pub fn nics(&self) -> Vec<Record> {
+        self.lock().nics.values().cloned().collect()
+    }
+
+    /// One record, with its port's counters when attached.
+    pub fn nic(&self, id: &str) -> Result<(Record, Option<Counters>), NetworkError> {
+        let nid: NicId = id.parse().map_err(|_| not_found("interface", id))?;
+        let inner = self.lock();
+        let record = inner
+            .nics
+            .get(&nid)
+            .cloned()
+            .ok_or_else(|| not_found("interface", id))?;
+        Ok((record, inner.router.counters(nid).cloned()))
+    }
+
+    /// Applies `change` to a record, stores it, and updates the router.
+    fn modify(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Inner, &mut Record) -> Result<(), NetworkError>,
+    ) -> Result<Record, NetworkError> {
+        let nid: NicId = id.parse().map_err(|_| not_found("interface", id))?;
+        let mut inner = self.lock();
+        let mut record = inner
+            .nics
+            .get(&nid)
+            .cloned()
+            .ok_or_else(|| not_found("interface", id))?;
+        change(&mut inner, &mut record)?;
+        self.store.put(Kind::Nic, &nid.to_string(), &record)?;
+        match (record.attachment().is_some(), inner.router.is_attached(nid)) {
+            (true, true) => inner.router.update(&record).map_err(invalid)?,
+            (true, false) => inner.router.attach(&record).map_err(invalid)?,
+            (false, true) => {
+                inner.router.detach(nid);
+            }
+            (false, false) => {}
+        }
+        inner.nics.insert(nid, record.clone());
+        Ok(record)
+    }
+
+    /// Attaches a record to `instance`: traffic to its addresses reaches
+    /// that instance from now on.
+    pub fn attach(&self, id: &str, instance: &str) -> Result<Record, NetworkError> {
+        self.modify(id, |_, record| {
+            record
+                .attach(instance, crate::activity::now_ms())
+                .map_err(|e| NetworkError::Conflict(e.to_string()))
+        })
+    }
+
+    /// Detaches a record: traffic to its addresses is dropped (no route) and
+    /// the instance's tracked flows on it end.
+    pub fn detach(&self, id: &str) -> Result<Record, NetworkError> {
+        self.modify(id, |_, record| {
+            record
+                .detach()
+                .map(drop)
+                .map_err(|e| NetworkError::Conflict(e.to_string()))
+        })
+    }
+
+    /// Detaches every record `instance` holds (when it goes away).
+    pub fn detach_instance(&self, instance: &str) -> Result<usize, NetworkError> {
+        let held: Vec<String> = self
+            .lock()
+            .nics
+            .values()
+            .filter(|r| r.attachment().is_some_and(|a| a.instance == instance))
+            .map(|r| r.id().to_string())
+            .collect();
+        for id in &held {
+            self.detach(id)?;
+        }
+        Ok(held.len())
+    }
+
+    /// Replaces a record's security groups.
+    pub fn set_groups(&self, id: &str, groups: &[String]) -> Result<Record, NetworkError> {
+        self.modify(id, |inner, record| {
+            let groups = Self::parse_groups(inner, groups)?;
+            record.set_security_groups(groups).map_err(invalid)
+        })
+    }
+
+    /// Deletes a detached record and frees its addresses.
+    pub fn delete_nic(&self, id: &str) -> Result<(), NetworkError> {
+        let nid: NicId = id.parse().map_err(|_| not_found("interface", id))?;
+        let mut inner = self.lock();
+        let record = inner
+            .nics
+            .get(&nid)
+            .cloned()
+            .ok_or_else(|| not_found("interface", id))?;
+        if let Some(attachment) = record.attachment() {
+            return Err(NetworkError::Conflict(format!(
+                "{nid} is attached to {}: detach it first",
+                attachment.instance
+            )));
+        }
+        self.store.remove(Kind::Nic, &nid.to_string())?;
+        if let Some((_, allocator)) = inner.subnets.get_mut(&record.subnet()) {
+            for ip in record.ips() {
+                allocator.release(ip);
+            }
+        }
+        inner.nics.remove(&nid);
+        Ok(())
+    }
+}

@@ -6,7 +6,8 @@
 //!
 //! - [`input`] / [`output`]: the invocation's input and output as bytes;
 //! - [`log`]: log lines attributed to the instance in the host's logs;
-//! - (later) chaining, mesh messaging and sockets.
+//! - [`net`]: TCP and UDP sockets on the instance's interface records;
+//! - (later) chaining and mesh messaging.
 //!
 //! ```no_run
 //! let name = weft_guest::input_string().unwrap_or_default();
@@ -22,6 +23,7 @@ pub use weft_abi as abi;
 
 mod io;
 pub mod log;
+pub mod net;
 mod sys;
 
 pub use io::{input, input_string, output, output_str};

@@ -129,7 +129,7 @@ impl From<crate::store::StoreError> for ServiceError {
 #[derive(Debug)]
 pub struct Node {
     store: Arc<Store>,
-    network: Network,
+    network: Arc<Network>,
     services: Mutex<HashMap<String, Arc<service::Handle>>>,
     registry: Registry,
     activity: Activity,
@@ -149,7 +149,7 @@ impl Node {
             .max_running
             .min(config.runtime.max_instances as usize);
         config.max_running = max_running;
-        let network = Network::open(store.clone())?;
+        let network = Arc::new(Network::open(store.clone())?);
         Ok(Arc::new(Node {
             network,
             services: Mutex::new(HashMap::new()),
@@ -261,6 +261,7 @@ impl Node {
                 ..self.config.limits.clone()
             },
             cancel: None,
+            net: None,
         };
         let started_ms = now_ms();
         // Choose the id up front so the start can be announced under it.
@@ -359,8 +360,16 @@ impl Node {
     }
 
     /// The host's virtual network.
-    pub fn network(&self) -> &Network {
+    pub fn network(&self) -> &Arc<Network> {
         &self.network
+    }
+
+    /// Starts the node's background work (the network's timers) and the
+    /// stored services; returns how many services were restored. Needs a
+    /// tokio runtime.
+    pub fn start(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        self.network.spawn_driver();
+        self.restore_services()
     }
 
     /// Attaches a record to a service (by its instance id).

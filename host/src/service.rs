@@ -10,6 +10,7 @@
 //! starts them again.
 
 use crate::activity::{Finished, LogLine, Running, Status as RunStatus, Stream, now_ms};
+use crate::network::GuestNet;
 use crate::node::Node;
 use crate::runtime::stdio::{LineSink, StreamKind};
 use crate::runtime::{Cancel, Input, InstanceId, Invocation, Limits, Stdio};
@@ -227,7 +228,12 @@ async fn supervise(
                 let invocation = Invocation {
                     program: record.module.clone(),
                     args: record.args.clone(),
-                    env: record.env.clone(),
+                    env: record
+                        .env
+                        .iter()
+                        .cloned()
+                        .chain([("WEFT_INSTANCE".to_owned(), record.id.clone())])
+                        .collect(),
                     preopens: Vec::new(),
                     input: Input::Bytes(bytes::Bytes::new()),
                     stdio: Stdio::Lines(Arc::new(ServiceLog {
@@ -240,6 +246,11 @@ async fn supervise(
                         ..node.config().limits.clone()
                     },
                     cancel: Some(cancel.clone()),
+                    net: Some(GuestNet::new(
+                        node.network().clone(),
+                        record.id.clone(),
+                        Some(cancel.clone()),
+                    )),
                 };
                 let run_started = Instant::now();
                 let result = node
@@ -247,6 +258,8 @@ async fn supervise(
                     .runtime()
                     .invoke_as(&entry.loaded, invocation, instance.clone())
                     .await;
+                // Its sockets go with it; its records stay attached.
+                node.network().instance_ended(&record.id);
                 if run_started.elapsed() >= HEALTHY_RUN {
                     backoff = FIRST_BACKOFF;
                 }

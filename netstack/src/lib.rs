@@ -22,16 +22,18 @@
 //! packets as byte slices. The host moves bytes between the router and the
 //! instances; this crate has no wasmtime, no async runtime and no HTTP.
 //!
-//! Not here yet, and planned in DESIGN.md: the endpoints (a smoltcp interface
-//! per attached record, driven by the host, serving guests' sockets and
-//! answering ping), and the gateway (port forwards, outbound NAT, the TUN
-//! bridge). The gateway address of each subnet is reserved for it; until it
-//! exists, datagrams to it drop as [`NoRoute`](router::DropReason::NoRoute).
+//! [`endpoint`]: the endpoints, a smoltcp interface per attached record,
+//! driven by the host, serving guests' TCP and UDP sockets and answering
+//! ping. Not here yet, and planned in DESIGN.md: the gateway (port forwards,
+//! outbound NAT, the TUN bridge). The gateway address of each subnet is
+//! reserved for it; until it exists, datagrams to it drop as
+//! [`NoRoute`](router::DropReason::NoRoute).
 //! [`Router::set_route`](router::Router::set_route) and the destination
 //! check are the hook for NAT instances.
 
 pub mod cidr;
 pub mod conntrack;
+pub mod endpoint;
 pub mod flow;
 pub mod id;
 pub mod packet;
@@ -42,6 +44,7 @@ pub mod subnet;
 
 pub use cidr::Cidr;
 pub use conntrack::ConnTrack;
+pub use endpoint::Endpoint;
 pub use flow::Flow;
 pub use id::{GroupId, NicId, SubnetId};
 pub use record::Record;

@@ -6,6 +6,7 @@
 //! guest SDK compiles against too.
 
 pub mod log;
+pub mod net;
 
 use crate::runtime::State;
 use wasmtime::Linker;
@@ -13,6 +14,7 @@ use wasmtime::Linker;
 /// Adds every `weft:*` import to `linker`.
 pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     log::register(linker)?;
+    net::register(linker)?;
     Ok(())
 }
 
@@ -39,4 +41,43 @@ pub(crate) fn read_guest_bytes<T>(
             wasmtime::format_err!("weft: pointer range {start}+{len} is outside guest memory")
         })?;
     Ok(data[start..end.min(start + max)].to_vec())
+}
+
+fn guest_memory<T>(caller: &mut wasmtime::Caller<'_, T>) -> wasmtime::Result<wasmtime::Memory> {
+    caller
+        .get_export("memory")
+        .and_then(|export| export.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("weft: the guest exports no `memory`"))
+}
+
+/// Traps unless `ptr..ptr+len` is inside the caller's memory.
+pub(crate) fn check_guest_range<T>(
+    caller: &mut wasmtime::Caller<'_, T>,
+    ptr: u32,
+    len: u32,
+) -> wasmtime::Result<()> {
+    let memory = guest_memory(caller)?;
+    let size = memory.data_size(&caller);
+    let end = (ptr as usize).checked_add(len as usize);
+    match end {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(wasmtime::format_err!(
+            "weft: pointer range {ptr}+{len} is outside guest memory"
+        )),
+    }
+}
+
+/// Writes `bytes` at `ptr` in the caller's memory; traps when out of range.
+pub(crate) fn write_guest_bytes<T>(
+    caller: &mut wasmtime::Caller<'_, T>,
+    ptr: u32,
+    bytes: &[u8],
+) -> wasmtime::Result<()> {
+    let memory = guest_memory(caller)?;
+    memory.write(caller, ptr as usize, bytes).map_err(|_| {
+        wasmtime::format_err!(
+            "weft: pointer range {ptr}+{} is outside guest memory",
+            bytes.len()
+        )
+    })
 }

@@ -129,6 +129,7 @@ fn run(args: RunArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
             ..Limits::default()
         },
         cancel: None,
+        net: None,
     };
 
     let tokio = tokio::runtime::Builder::new_current_thread()

@@ -72,7 +72,7 @@ impl ServerFlags {
             ..Limits::default()
         };
         let node = Node::open(node)?;
-        let restored = node.restore_services()?;
+        let restored = node.start()?;
         if restored > 0 {
             tracing::info!("restored {restored} services");
         }

@@ -96,9 +96,10 @@ pub enum Stdio {
 }
 
 /// Stops a running instance from outside: the instance fails with
-/// [`Failure::Killed`] within one epoch tick.
+/// [`Failure::Killed`] within one epoch tick, or at once if it is waiting in
+/// a host call.
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<(AtomicBool, tokio::sync::Notify)>);
 
 impl Cancel {
     /// A token that has not fired.
@@ -108,12 +109,26 @@ impl Cancel {
 
     /// Fires: the instance stops at its next epoch check.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.0.store(true, Ordering::SeqCst);
+        self.0.1.notify_waiters();
     }
 
     /// Whether it has fired.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.0.load(Ordering::SeqCst)
+    }
+
+    /// Completes once it has fired.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -145,6 +160,8 @@ pub struct Invocation {
     pub limits: Limits,
     /// Fires to stop the instance early.
     pub cancel: Option<Cancel>,
+    /// The instance's sockets on the virtual network, if it may have any.
+    pub net: Option<crate::network::GuestNet>,
 }
 
 impl Invocation {
@@ -160,6 +177,7 @@ impl Invocation {
             stdio: Stdio::Capture,
             limits: Limits::default(),
             cancel: None,
+            net: None,
         }
     }
 }
@@ -211,6 +229,7 @@ impl fmt::Display for Failed {
 pub struct State {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) log: GuestLog,
+    pub(crate) net: Option<crate::network::GuestNet>,
     limiter: Limiter,
     deadline: Option<Instant>,
     cancel: Option<Cancel>,
@@ -232,6 +251,7 @@ impl State {
         State {
             wasi: WasiCtxBuilder::new().build_p1(),
             log: GuestLog::new(InstanceId::new(), "".into()),
+            net: None,
             limiter: Limiter::new(&Limits::default()),
             deadline: None,
             cancel: None,
@@ -300,6 +320,7 @@ impl Runtime {
         };
         let state = State {
             wasi,
+            net: invocation.net.clone(),
             log: match &invocation.stdio {
                 Stdio::Lines(sink) => {
                     GuestLog::new(instance.clone(), invocation.program.as_str().into())

@@ -12,3 +12,4 @@ mod network;
 mod run;
 mod serve;
 mod services;
+mod sockets;

@@ -198,7 +198,8 @@ fn subnets_groups_and_nics_attach_detach_and_persist() {
             .as_array()
             .unwrap()
             .len(),
-        2
+        3,
+        "web, from-web and default"
     );
     let (status, _) = call(
         &server,

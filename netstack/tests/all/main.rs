@@ -6,8 +6,11 @@
 //!   detach and re-attach.
 //! - `hostile`: malformed, oversized and random datagrams and a SYN flood are
 //!   dropped and counted without panicking, and tracked traffic survives.
+//! - `netsim`: endpoints over the router with seeded loss, delay and
+//!   reordering deliver a TCP transfer intact; a back-to-back throughput check.
 
 mod hostile;
 mod lifecycle;
 mod model;
+mod netsim;
 mod support;

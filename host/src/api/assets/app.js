@@ -1238,3 +1238,60 @@ weft.panels.register({
     this.refresh = refresh;
   },
 });
+
+/* ------------------------------------------------------------- network */
+// The virtual network's topology: each subnet with its interface records,
+// which instance holds each, and live port counters. Polled every 2 s.
+weft.panels.register({
+  id: 'network',
+  title: 'Network',
+  order: 37,
+
+  mount(root, ctx) {
+    const { h, fmt } = weft;
+    const count = h('span', { class: 'panel-count' });
+    ctx.tools.append(count);
+    const body = h('div', { id: 'network-body' });
+    root.append(body);
+
+    function nicRow(n) {
+      const c = n.counters || {};
+      const holder = n.attachment ? fmt.shortId(n.attachment.instance) : '—';
+      return h('tr', { 'data-nic': n.id, 'data-status': n.status },
+        h('td', { class: 'mono', title: n.id }, fmt.shortId(n.id)),
+        h('td', { class: 'mono strong' }, n.ip),
+        h('td', null, h('span', { class: `badge ${n.status === 'in-use' ? 'badge-running' : ''}` }, n.status)),
+        h('td', { class: 'mono', title: n.attachment ? n.attachment.instance : '' }, holder),
+        h('td', { class: 'num mono', title: `${c.rx_packets || 0} packets` }, fmt.bytes(c.rx_bytes || 0)),
+        h('td', { class: 'num mono', title: `${c.tx_packets || 0} packets` }, fmt.bytes(c.tx_bytes || 0)),
+        h('td', { class: 'num mono', title: JSON.stringify(c.drops || {}) }, String(c.dropped || 0)));
+    }
+
+    async function refresh() {
+      try {
+        const [subnets, nics] = await Promise.all([weft.api('/v1/subnets'), weft.api('/v1/nics')]);
+        const list = subnets.subnets || [];
+        count.textContent = `${list.length} subnets · ${(nics.nics || []).length} records`;
+        if (!list.length) {
+          body.replaceChildren(h('p', { class: 'muted' }, 'No subnets. Create one with `weft subnet create 10.0.1.0/24`.'));
+          return;
+        }
+        body.replaceChildren(...list.map((s) => {
+          const members = (nics.nics || []).filter((n) => n.subnet === s.id);
+          return h('div', { class: 'subnet', 'data-subnet': s.id },
+            h('h3', { class: 'subnet-title mono' }, `${s.cidr}`, h('span', { class: 'muted' }, `  gateway ${s.gateway}  ${s.name || ''}`)),
+            h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+              h('thead', null, h('tr', null,
+                h('th', null, 'record'), h('th', null, 'ip'), h('th', null, 'status'), h('th', null, 'held by'),
+                h('th', { class: 'num' }, 'rx'), h('th', { class: 'num' }, 'tx'), h('th', { class: 'num' }, 'drops'))),
+              h('tbody', null, ...(members.length ? members.map(nicRow) : [weft.ui.emptyRow(7, 'No records.')])))));
+        }));
+      } catch (e) {
+        body.replaceChildren(h('p', { class: 'panel-error' }, `Could not load the network: ${e.message}`));
+      }
+    }
+
+    setInterval(refresh, 2000);
+    this.refresh = refresh;
+  },
+});

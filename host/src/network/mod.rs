@@ -6,11 +6,20 @@
 //! once the write is committed, under one lock, so the router always agrees
 //! with what a restart would load. Records are attached to instances by id
 //! (a service's id is stable across its restarts).
+//!
+//! An attached record is also an endpoint: a smoltcp interface holding the
+//! record's addresses, serving the instance's sockets ([`sockets`]).
+
+mod pump;
+pub mod sockets;
+
+pub use sockets::{GuestNet, NetError, Wait};
 
 use crate::store::{Kind, Store, StoreError};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+use weft_netstack::endpoint::{Endpoint, Limits as EndpointLimits};
 use weft_netstack::router::{Config as RouterConfig, Counters};
 use weft_netstack::secgroup::Rule;
 use weft_netstack::{
@@ -60,11 +69,20 @@ pub struct NicRequest {
     pub description: Option<String>,
 }
 
+/// The name of the group every host has: no ingress, all egress. A record
+/// created without groups gets it (a record with no group at all could send
+/// nothing).
+pub const DEFAULT_GROUP: &str = "default";
+
 /// The network of one host.
 #[derive(Debug)]
 pub struct Network {
     store: Arc<Store>,
     inner: Mutex<Inner>,
+    /// Notified whenever a pump moved something: waiting sockets retry.
+    changed: tokio::sync::Notify,
+    /// Time zero of the network's clock.
+    epoch: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -73,6 +91,40 @@ struct Inner {
     groups: BTreeMap<GroupId, SecurityGroup>,
     nics: BTreeMap<NicId, Record>,
     router: Router,
+    /// One endpoint per attached record.
+    endpoints: BTreeMap<NicId, Endpoint>,
+    /// Guests' sockets, by instance.
+    instances: std::collections::HashMap<String, sockets::InstanceSockets>,
+}
+
+impl Inner {
+    /// Brings up the endpoint of an attached record.
+    fn start_endpoint(&mut self, record: &Record, now: weft_netstack::endpoint::Instant) {
+        let Some((subnet, _)) = self.subnets.get(&record.subnet()) else {
+            return;
+        };
+        let ips: Vec<Ipv4Addr> = record.ips().collect();
+        let endpoint = Endpoint::new(
+            &ips,
+            subnet.cidr().prefix_len(),
+            subnet.gateway(),
+            EndpointLimits::default(),
+            now,
+        );
+        self.endpoints.insert(record.id(), endpoint);
+        if let Some(attachment) = record.attachment() {
+            let instance = attachment.instance.clone();
+            self.extend_wildcards(&instance, record.id());
+        }
+    }
+
+    /// Takes down a detached record's endpoint: its connections are reset.
+    fn stop_endpoint(&mut self, nic: NicId) {
+        if let Some(mut endpoint) = self.endpoints.remove(&nic) {
+            endpoint.abort_all();
+        }
+        self.forget_record(nic);
+    }
 }
 
 /// Fresh entropy for ids: a per-process random key hashed with a counter
@@ -97,7 +149,11 @@ impl Network {
             groups: BTreeMap::new(),
             nics: BTreeMap::new(),
             router: Router::new(RouterConfig::default()),
+            endpoints: BTreeMap::new(),
+            instances: Default::default(),
         };
+        let epoch = std::time::Instant::now();
+        let now = weft_netstack::endpoint::Instant::from_micros(0);
         for subnet in store.all_of::<Subnet>(Kind::Subnet)? {
             let allocator = Allocator::new(&subnet);
             inner.subnets.insert(subnet.id(), (subnet, allocator));
@@ -112,17 +168,26 @@ impl Network {
                     let _ = allocator.reserve(ip);
                 }
             }
-            if record.attachment().is_some()
-                && let Err(error) = inner.router.attach(&record)
-            {
-                tracing::warn!(nic = %record.id(), "could not restore the attachment: {error}");
+            if record.attachment().is_some() {
+                match inner.router.attach(&record) {
+                    Ok(()) => inner.start_endpoint(&record, now),
+                    Err(error) => {
+                        tracing::warn!(nic = %record.id(), "could not restore the attachment: {error}")
+                    }
+                }
             }
             inner.nics.insert(record.id(), record);
         }
-        Ok(Network {
+        let network = Network {
             store,
             inner: Mutex::new(inner),
-        })
+            changed: tokio::sync::Notify::new(),
+            epoch,
+        };
+        if network.default_group().is_none() {
+            network.create_group(DEFAULT_GROUP, Vec::new(), None)?;
+        }
+        Ok(network)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -200,6 +265,11 @@ impl Network {
             group.add_rule(Direction::Ingress, rule).map_err(invalid)?;
         }
         let mut inner = self.lock();
+        if name == DEFAULT_GROUP && inner.groups.values().any(|g| g.name() == DEFAULT_GROUP) {
+            return Err(NetworkError::Conflict(
+                "there is already a group named `default`".into(),
+            ));
+        }
         self.check_peer_groups(&inner, &group)?;
         self.store
             .put(Kind::Group, &group.id().to_string(), &group)?;
@@ -220,6 +290,15 @@ impl Network {
             }
         }
         Ok(())
+    }
+
+    /// The host's default group.
+    pub fn default_group(&self) -> Option<GroupId> {
+        self.lock()
+            .groups
+            .values()
+            .find(|g| g.name() == DEFAULT_GROUP)
+            .map(|g| g.id())
     }
 
     /// Every security group.
@@ -299,8 +378,14 @@ impl Network {
             .collect()
     }
 
-    /// Creates an interface record, detached.
-    pub fn create_nic(&self, request: NicRequest) -> Result<Record, NetworkError> {
+    /// Creates an interface record, detached. Without groups it gets the
+    /// default group.
+    pub fn create_nic(&self, mut request: NicRequest) -> Result<Record, NetworkError> {
+        if request.security_groups.is_empty()
+            && let Some(default) = self.default_group()
+        {
+            request.security_groups.push(default.to_string());
+        }
         let subnet: SubnetId = request
             .subnet
             .parse()
@@ -383,8 +468,16 @@ impl Network {
             .ok_or_else(|| not_found("interface", id))?;
         change(&mut inner, &mut record)?;
         self.store.put(Kind::Nic, &nid.to_string(), &record)?;
+        let now = self.now();
+        let attached_to = |r: &Record| r.attachment().map(|a| a.instance.clone());
+        let before = inner.nics.get(&nid).and_then(attached_to);
         match (record.attachment().is_some(), inner.router.is_attached(nid)) {
-            (true, true) => inner.router.update(&record).map_err(invalid)?,
+            (true, true) => {
+                inner.router.update(&record).map_err(invalid)?;
+                if let Some(endpoint) = inner.endpoints.get_mut(&nid) {
+                    endpoint.set_addresses(&record.ips().collect::<Vec<_>>());
+                }
+            }
             (true, false) => inner.router.attach(&record).map_err(invalid)?,
             (false, true) => {
                 inner.router.detach(nid);
@@ -392,6 +485,17 @@ impl Network {
             (false, false) => {}
         }
         inner.nics.insert(nid, record.clone());
+        if before != attached_to(&record) {
+            if before.is_some() {
+                inner.stop_endpoint(nid);
+            }
+            if record.attachment().is_some() {
+                inner.start_endpoint(&record, now);
+            }
+        }
+        if self.pump_locked(&mut inner) {
+            self.changed.notify_waiters();
+        }
         Ok(record)
     }
 
@@ -429,6 +533,16 @@ impl Network {
             self.detach(id)?;
         }
         Ok(held.len())
+    }
+
+    /// An instance ended: its sockets are closed (its records stay attached:
+    /// a restarted service finds them again).
+    pub fn instance_ended(&self, instance: &str) {
+        let mut inner = self.lock();
+        inner.drop_instance(instance);
+        if self.pump_locked(&mut inner) {
+            self.changed.notify_waiters();
+        }
     }
 
     /// Replaces a record's security groups.

@@ -44,6 +44,7 @@ lint:
 ## bench: the benchmarks, each printed beside its baseline
 bench: examples
 	$(CARGO) bench -p weft-host
+	$(CARGO) bench -p weft-netstack
 
 clean:
 	$(CARGO) clean

@@ -197,11 +197,7 @@ impl GuestNet {
                     }
                 }
             }
-            Ok(insert(
-                inner,
-                instance,
-                GuestSocket::Listener { local, parts },
-            ))
+            insert(inner, instance, GuestSocket::Listener { local, parts })
         })
         .await
     }
@@ -227,7 +223,7 @@ impl GuestNet {
                                 GuestSocket::Stream {
                                     part: Some((nic, conn)),
                                 },
-                            );
+                            )?;
                             return Ok((handle, peer));
                         }
                         Err(SocketError::WouldBlock) => {}
@@ -250,13 +246,13 @@ impl GuestNet {
                     .get_mut(&nic)
                     .expect("held records have endpoints");
                 let id = endpoint.tcp_connect(remote, None)?;
-                Ok(insert(
+                insert(
                     inner,
                     instance,
                     GuestSocket::Stream {
                         part: Some((nic, id)),
                     },
-                ))
+                )
             })
             .await?;
         let connected = self
@@ -350,7 +346,7 @@ impl GuestNet {
                     .unwrap_or(local),
                 _ => local,
             };
-            Ok(insert(inner, instance, GuestSocket::Udp { local, parts }))
+            insert(inner, instance, GuestSocket::Udp { local, parts })
         })
         .await
     }
@@ -519,12 +515,26 @@ fn route_for(inner: &Inner, instance: &str, ip: Ipv4Addr) -> Result<NicId, NetEr
         .ok_or(NetError::Code(errno::NO_NETWORK))
 }
 
-fn insert(inner: &mut Inner, instance: &str, socket: GuestSocket) -> i32 {
+/// Registers a guest socket; refused past `weft_abi::net::MAX_SOCKETS` per
+/// instance (what it held on its endpoints is released).
+fn insert(inner: &mut Inner, instance: &str, socket: GuestSocket) -> Result<i32, NetError> {
     let sockets = inner.instances.entry(instance.to_owned()).or_default();
+    if sockets.sockets.len() >= weft_abi::net::MAX_SOCKETS {
+        let parts = match socket {
+            GuestSocket::Listener { parts, .. } | GuestSocket::Udp { parts, .. } => parts,
+            GuestSocket::Stream { part } => part.into_iter().collect(),
+        };
+        for (nic, id) in parts {
+            if let Some(endpoint) = inner.endpoints.get_mut(&nic) {
+                let _ = endpoint.close(id);
+            }
+        }
+        return Err(NetError::Code(errno::LIMIT));
+    }
     sockets.next = sockets.next.wrapping_add(1).max(1);
     let handle = sockets.next;
     sockets.sockets.insert(handle, socket);
-    handle
+    Ok(handle)
 }
 
 fn socket<'a>(inner: &'a Inner, instance: &str, handle: i32) -> Result<&'a GuestSocket, NetError> {

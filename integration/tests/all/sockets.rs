@@ -326,3 +326,59 @@ fn a_record_moves_and_its_traffic_follows() {
     assert_eq!(exit, "exit 0", "{page}");
     assert!(page.contains(&format!("served by {b}")), "{page}");
 }
+
+#[test]
+fn a_socket_hog_is_refused_and_others_keep_working_across_a_restart() {
+    let weft = Weft::new();
+    let (echo_nic, echo_ip, client_nic) = {
+        let server = weft.serve(&[]);
+        deploy(&server, "tcp-echo", examples::TCP_ECHO);
+        deploy(&server, "echo-client", examples::ECHO_CLIENT);
+        deploy(&server, "socket-hog", examples::SOCKET_HOG);
+        let net = Net::new(&server);
+        let open = net.group(&server, json!([{ "protocol": "tcp", "ports": "7" }]));
+        let (echo_nic, echo_ip) = net.nic(&server, &[&open]);
+        let (client_nic, _) = net.nic(&server, &[]);
+        let (hog_nic, _) = net.nic(&server, &[]);
+        let echo = service(&server, "tcp-echo", &[], &[&echo_nic], "always");
+        listening(&server, &echo);
+
+        let hog = service(&server, "socket-hog", &[], &[&hog_nic], "never");
+        let (exit, lines) = finish(&server, &hog, Duration::from_secs(60));
+        assert_eq!(exit, "exit 0", "{lines:?}");
+        assert_eq!(
+            lines,
+            ["opened 1024 sockets; stopped: weft: limit reached"],
+            "{lines:?}"
+        );
+
+        let client = service(
+            &server,
+            "echo-client",
+            &["tcp", &format!("{echo_ip}:7"), "100000"],
+            &[&client_nic],
+            "never",
+        );
+        assert_eq!(
+            finish(&server, &client, Duration::from_secs(30)).0,
+            "exit 0"
+        );
+        assert!(server.stop().success());
+        (echo_nic, echo_ip, client_nic)
+    };
+
+    // After a restart the echo service is back on its record and serves.
+    let server = weft.serve(&[]);
+    let shown = server.get(&format!("/v1/nics/{echo_nic}")).json();
+    let holder = shown["attachment"]["instance"].as_str().unwrap().to_owned();
+    listening(&server, &holder);
+    let client = service(
+        &server,
+        "echo-client",
+        &["tcp", &format!("{echo_ip}:7"), "100000"],
+        &[&client_nic],
+        "never",
+    );
+    let (exit, lines) = finish(&server, &client, Duration::from_secs(30));
+    assert_eq!(exit, "exit 0", "{lines:?}");
+}

@@ -22,7 +22,7 @@ pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         MODULE,
         TCP_LISTEN,
-        |caller, (ip, port, out): (i32, i32, i32)| Box::new(tcp_listen(caller, ip, port, out)),
+        |caller, (ip, port, out): (i32, i32, i32)| Box::new(bind(caller, ip, port, out, true)),
     )?;
     linker.func_wrap_async(
         MODULE,
@@ -64,7 +64,7 @@ pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         MODULE,
         UDP_BIND,
-        |caller, (ip, port, out): (i32, i32, i32)| Box::new(udp_bind(caller, ip, port, out)),
+        |caller, (ip, port, out): (i32, i32, i32)| Box::new(bind(caller, ip, port, out, false)),
     )?;
     linker.func_wrap_async(
         MODULE,
@@ -141,12 +141,14 @@ fn answer<T>(result: Result<T, NetError>) -> Ret {
     }
 }
 
-async fn tcp_listen(mut caller: Caller<'_, State>, ip: i32, port: i32, out: i32) -> Ret {
+/// `tcp_listen` (`tcp: true`) and `udp_bind`: a socket on a local address.
+async fn bind(mut caller: Caller<'_, State>, ip: i32, port: i32, out: i32, tcp: bool) -> Ret {
     let Some(net) = guest_net(&caller) else {
         return Ok(errno::NO_NETWORK);
     };
     let result = match socket_addr(ip, port) {
-        Ok(local) => net.tcp_listen(local).await,
+        Ok(local) if tcp => net.tcp_listen(local).await,
+        Ok(local) => net.udp_bind(local).await,
         Err(error) => Err(error),
     };
     if let Ok(handle) = &result {
@@ -231,20 +233,6 @@ async fn recv(
     if let Ok(data) = &result {
         super::write_guest_bytes(&mut caller, ptr as u32, data)?;
         super::write_guest_bytes(&mut caller, out as u32, &(data.len() as u32).to_le_bytes())?;
-    }
-    answer(result)
-}
-
-async fn udp_bind(mut caller: Caller<'_, State>, ip: i32, port: i32, out: i32) -> Ret {
-    let Some(net) = guest_net(&caller) else {
-        return Ok(errno::NO_NETWORK);
-    };
-    let result = match socket_addr(ip, port) {
-        Ok(local) => net.udp_bind(local).await,
-        Err(error) => Err(error),
-    };
-    if let Ok(handle) = &result {
-        super::write_guest_bytes(&mut caller, out as u32, &handle.to_le_bytes())?;
     }
     answer(result)
 }

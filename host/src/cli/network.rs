@@ -121,6 +121,13 @@ pub enum NicCommand {
     Attach { id: String, instance: String },
     /// Detach it.
     Detach { id: String },
+    /// Replace its security groups.
+    Groups {
+        id: String,
+        /// A security group (repeatable).
+        #[arg(long = "sg", required = true)]
+        groups: Vec<String>,
+    },
     /// Delete a detached record.
     Rm { id: String },
 }
@@ -361,6 +368,12 @@ pub async fn nic(client: &Client, command: NicCommand) -> anyhow::Result<ExitCod
             )
             .await?;
             println!("detached {id}");
+        }
+        NicCommand::Groups { id, groups } => {
+            let body = json!({ "security_groups": groups });
+            let path = format!("/v1/nics/{}/security-groups", encode(&id));
+            send(client, Method::PUT, &path, Some(body)).await?;
+            println!("{id}: groups {}", groups.join(", "));
         }
         NicCommand::Rm { id } => {
             send(

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use weft_abi::errno::{self, Errno};
 use weft_netstack::NicId;
-use weft_netstack::endpoint::{SocketError, SocketId};
+use weft_netstack::endpoint::{Endpoint, SocketError, SocketId};
 
 /// A socket as the guest sees it.
 #[derive(Debug, Clone)]
@@ -178,25 +178,7 @@ impl GuestNet {
             if local.port() == 0 {
                 return Err(NetError::Code(errno::INVALID_ARGUMENT));
             }
-            let nics = nics_for(inner, instance, *local.ip())?;
-            let mut parts = Vec::new();
-            for nic in nics {
-                let endpoint = inner
-                    .endpoints
-                    .get_mut(&nic)
-                    .expect("held records have endpoints");
-                match endpoint.tcp_listen(local) {
-                    Ok(id) => parts.push((nic, id)),
-                    Err(error) => {
-                        for (nic, id) in parts {
-                            if let Some(endpoint) = inner.endpoints.get_mut(&nic) {
-                                let _ = endpoint.close(id);
-                            }
-                        }
-                        return Err(error.into());
-                    }
-                }
-            }
+            let parts = bind_everywhere(inner, instance, local, Endpoint::tcp_listen)?;
             insert(inner, instance, GuestSocket::Listener { local, parts })
         })
         .await
@@ -318,25 +300,7 @@ impl GuestNet {
     /// Binds a UDP socket.
     pub async fn udp_bind(&self, local: SocketAddrV4) -> Result<i32, NetError> {
         self.run(Wait::No, |inner, instance| {
-            let nics = nics_for(inner, instance, *local.ip())?;
-            let mut parts = Vec::new();
-            for nic in nics {
-                let endpoint = inner
-                    .endpoints
-                    .get_mut(&nic)
-                    .expect("held records have endpoints");
-                match endpoint.udp_bind(local) {
-                    Ok(id) => parts.push((nic, id)),
-                    Err(error) => {
-                        for (nic, id) in parts {
-                            if let Some(endpoint) = inner.endpoints.get_mut(&nic) {
-                                let _ = endpoint.close(id);
-                            }
-                        }
-                        return Err(error.into());
-                    }
-                }
-            }
+            let parts = bind_everywhere(inner, instance, local, Endpoint::udp_bind)?;
             let local = match (parts.first(), local.port()) {
                 (Some(&(nic, id)), 0) => inner
                     .endpoints
@@ -449,15 +413,7 @@ impl GuestNet {
                 .get_mut(instance)
                 .and_then(|s| s.sockets.remove(&handle))
                 .ok_or(NetError::BadHandle)?;
-            let parts = match socket {
-                GuestSocket::Listener { parts, .. } | GuestSocket::Udp { parts, .. } => parts,
-                GuestSocket::Stream { part } => part.into_iter().collect(),
-            };
-            for (nic, id) in parts {
-                if let Some(endpoint) = inner.endpoints.get_mut(&nic) {
-                    let _ = endpoint.close(id);
-                }
-            }
+            close_parts(inner, parts_of(socket));
             Ok(())
         })
         .await
@@ -515,20 +471,53 @@ fn route_for(inner: &Inner, instance: &str, ip: Ipv4Addr) -> Result<NicId, NetEr
         .ok_or(NetError::Code(errno::NO_NETWORK))
 }
 
+/// What a guest socket holds on the endpoints.
+fn parts_of(socket: GuestSocket) -> Vec<(NicId, SocketId)> {
+    match socket {
+        GuestSocket::Listener { parts, .. } | GuestSocket::Udp { parts, .. } => parts,
+        GuestSocket::Stream { part } => part.into_iter().collect(),
+    }
+}
+
+/// Closes endpoint sockets (those on records already gone are gone).
+fn close_parts(inner: &mut Inner, parts: Vec<(NicId, SocketId)>) {
+    for (nic, id) in parts {
+        if let Some(endpoint) = inner.endpoints.get_mut(&nic) {
+            let _ = endpoint.close(id);
+        }
+    }
+}
+
+/// Binds `local` with `bind` on every record a bind to its address lives
+/// on; all or nothing.
+fn bind_everywhere(
+    inner: &mut Inner,
+    instance: &str,
+    local: SocketAddrV4,
+    bind: fn(&mut Endpoint, SocketAddrV4) -> Result<SocketId, SocketError>,
+) -> Result<Vec<(NicId, SocketId)>, NetError> {
+    let mut parts = Vec::new();
+    for nic in nics_for(inner, instance, *local.ip())? {
+        let Some(endpoint) = inner.endpoints.get_mut(&nic) else {
+            continue;
+        };
+        match bind(endpoint, local) {
+            Ok(id) => parts.push((nic, id)),
+            Err(error) => {
+                close_parts(inner, parts);
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(parts)
+}
+
 /// Registers a guest socket; refused past `weft_abi::net::MAX_SOCKETS` per
 /// instance (what it held on its endpoints is released).
 fn insert(inner: &mut Inner, instance: &str, socket: GuestSocket) -> Result<i32, NetError> {
     let sockets = inner.instances.entry(instance.to_owned()).or_default();
     if sockets.sockets.len() >= weft_abi::net::MAX_SOCKETS {
-        let parts = match socket {
-            GuestSocket::Listener { parts, .. } | GuestSocket::Udp { parts, .. } => parts,
-            GuestSocket::Stream { part } => part.into_iter().collect(),
-        };
-        for (nic, id) in parts {
-            if let Some(endpoint) = inner.endpoints.get_mut(&nic) {
-                let _ = endpoint.close(id);
-            }
-        }
+        close_parts(inner, parts_of(socket));
         return Err(NetError::Code(errno::LIMIT));
     }
     sockets.next = sockets.next.wrapping_add(1).max(1);
@@ -604,15 +593,7 @@ impl Inner {
             return;
         };
         for socket in sockets.sockets.into_values() {
-            let parts = match socket {
-                GuestSocket::Listener { parts, .. } | GuestSocket::Udp { parts, .. } => parts,
-                GuestSocket::Stream { part } => part.into_iter().collect(),
-            };
-            for (nic, id) in parts {
-                if let Some(endpoint) = self.endpoints.get_mut(&nic) {
-                    let _ = endpoint.close(id);
-                }
-            }
+            close_parts(self, parts_of(socket));
         }
     }
 }

@@ -287,6 +287,7 @@ fn the_cli_manages_the_network() {
     ]);
     let instance = started.split_whitespace().nth(1).unwrap().to_owned();
     assert!(cli(&["nic", "ls"]).contains(&instance));
+    cli(&["nic", "groups", &nic_id, "--sg", &group_id]);
     cli(&["nic", "detach", &nic_id]);
     let shown: Value = serde_json::from_str(&cli(&["nic", "show", &nic_id])).unwrap();
     assert_eq!(shown["status"], "available");

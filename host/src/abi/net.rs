@@ -1,10 +1,10 @@
 //! `weft:net`: TCP and UDP sockets on the instance's interface records.
 //!
 //! Every function returns an errno (see `weft_abi::net` for each contract).
-//! It traps when a pointer range is outside the guest's memory, when a
-//! handle is unknown, or when the instance has no network at all and asks
-//! for a socket anyway is NOT a trap (it is `NO_NETWORK`). Waiting calls
-//! suspend only this instance; a stopped instance's wait ends with
+//! It traps when a pointer range is outside the guest's memory or a handle
+//! is unknown. An instance without any interface record gets `NO_NETWORK`,
+//! not a trap. Waiting calls suspend only this instance; a stopped
+//! instance's wait ends with
 //! [`Interrupt::Killed`](crate::runtime::failure::Interrupt).
 
 use crate::network::{GuestNet, NetError, Wait};

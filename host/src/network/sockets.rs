@@ -1,6 +1,6 @@
 //! Guests' sockets: what an instance's `weft:net` calls do to the endpoints
-//! of the interface records it holds, and the pump that moves datagrams
-//! between endpoints through the router.
+//! of the interface records it holds (the pump that moves their datagrams
+//! is in `pump.rs`).
 //!
 //! A guest socket is a handle over one or more endpoint sockets: a listener
 //! or UDP socket bound to `0.0.0.0` lives on every record the instance holds,

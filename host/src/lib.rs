@@ -8,7 +8,8 @@
 //! - [`node`]: one host's registry, runtime, [`activity`] and [`metrics`]
 //!   behind one handle, with the policy the API exposes.
 //! - [`network`]: subnets, security groups and interface records, stored
-//!   and mirrored into the `weft-netstack` router.
+//!   and mirrored into the `weft-netstack` router; an endpoint per attached
+//!   record serving guests' sockets.
 //! - [`service`]: long-running, supervised instances with restart policies.
 //! - [`api`]: the HTTP API (axum), its OpenAPI document, SSE feeds and the
 //!   embedded dashboard.
@@ -20,8 +21,8 @@
 //! - [`dev`]: `weft dev`'s watcher: build guests, redeploy on change.
 //! - [`units`]: human units (`2s`, `64MiB`) for flags and messages.
 //!
-//! Chains, the mesh, NICs and the gateway come as their own modules beside
-//! these; the virtual network itself lives in the `weft-netstack` crate.
+//! Chains, the mesh and the gateway come as their own modules beside these;
+//! the virtual network's data path lives in the `weft-netstack` crate.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -86,6 +86,31 @@ fn the_dashboard_shows_modules_and_live_invocations() {
         Duration::from_secs(10),
     );
 
+    // The network panel shows subnets and records, and who holds them.
+    let json = |path: &str, body: &str| {
+        server
+            .send(
+                Request::new("POST", path)
+                    .header("Content-Type", "application/json")
+                    .body(body.as_bytes()),
+            )
+            .json()
+    };
+    let subnet = json("/v1/subnets", r#"{"cidr": "10.0.7.0/24", "name": "demo"}"#);
+    let subnet = subnet["id"].as_str().unwrap().to_owned();
+    let nic = json("/v1/nics", &format!(r#"{{"subnet": "{subnet}"}}"#));
+    let nic = nic["id"].as_str().unwrap().to_owned();
+    json(
+        &format!("/v1/nics/{nic}/attach"),
+        &format!(r#"{{"instance": "{service}"}}"#),
+    );
+    browser.wait_for(
+        &format!(
+            "document.querySelector('#network-body tr[data-nic=\"{nic}\"]')?.dataset.status === 'in-use'"
+        ),
+        Duration::from_secs(10),
+    );
+
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     browser.screenshot(&shot);
     eprintln!("dashboard screenshot: {}", shot.display());

@@ -322,17 +322,12 @@ pub async fn create_nic(
 
 /// `GET /v1/nics`.
 pub async fn nics(State(state): State<AppState>) -> Json<Value> {
-    let network = state.node.network();
-    let nics: Vec<Value> = network
+    let nics: Vec<Value> = state
+        .node
+        .network()
         .nics()
         .iter()
-        .map(|record| {
-            let counters = network
-                .nic(&record.id().to_string())
-                .ok()
-                .and_then(|(_, c)| c);
-            nic_json(record, counters.as_ref())
-        })
+        .map(|(record, counters)| nic_json(record, counters.as_ref()))
         .collect();
     Json(json!({ "nics": nics }))
 }

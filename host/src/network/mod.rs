@@ -436,9 +436,14 @@ impl Network {
         }
     }
 
-    /// Every record.
-    pub fn nics(&self) -> Vec<Record> {
-        self.lock().nics.values().cloned().collect()
+    /// Every record, with its port's counters when attached.
+    pub fn nics(&self) -> Vec<(Record, Option<Counters>)> {
+        let inner = self.lock();
+        inner
+            .nics
+            .values()
+            .map(|r| (r.clone(), inner.router.counters(r.id()).cloned()))
+            .collect()
     }
 
     /// One record, with its port's counters when attached.

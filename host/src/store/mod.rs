@@ -27,7 +27,7 @@ const GROUPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("security_
 /// Interface records by id, as JSON.
 const NICS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("nics");
 
-/// The kinds of network object the store keeps.
+/// The kinds of JSON object the store keeps by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `weft_netstack::Subnet`.
@@ -36,6 +36,8 @@ pub enum Kind {
     Group,
     /// `weft_netstack::Record`.
     Nic,
+    /// [`ServiceRecord`].
+    Service,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Subnet => SUBNETS,
             Kind::Group => GROUPS,
             Kind::Nic => NICS,
+            Kind::Service => SERVICES,
         }
     }
 }
@@ -128,8 +131,7 @@ impl Store {
         let txn = store.db.begin_write().map_err(db_error)?;
         txn.open_table(MODULES).map_err(db_error)?;
         txn.open_table(BLOBS).map_err(db_error)?;
-        txn.open_table(SERVICES).map_err(db_error)?;
-        for kind in [Kind::Subnet, Kind::Group, Kind::Nic] {
+        for kind in [Kind::Subnet, Kind::Group, Kind::Nic, Kind::Service] {
             txn.open_table(kind.table()).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
@@ -255,24 +257,17 @@ pub struct ServiceRecord {
 impl Store {
     /// Stores a service durably.
     pub fn put_service(&self, record: &ServiceRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(record).expect("service records always serialize");
-        let txn = self.db.begin_write().map_err(db_error)?;
-        txn.open_table(SERVICES)
-            .map_err(db_error)?
-            .insert(record.id.as_str(), json.as_slice())
-            .map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
-        Ok(())
+        self.put(Kind::Service, &record.id, record)
     }
 
     /// Every stored service.
     pub fn services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        self.all(SERVICES)
+        self.all_of(Kind::Service)
     }
 
-    /// Stores a network object durably, replacing one with the same id.
+    /// Stores an object durably, replacing one with the same id.
     pub fn put<T: Serialize>(&self, kind: Kind, id: &str, value: &T) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(value).expect("network objects always serialize");
+        let json = serde_json::to_vec(value).expect("stored objects always serialize");
         let txn = self.db.begin_write().map_err(db_error)?;
         txn.open_table(kind.table())
             .map_err(db_error)?
@@ -302,15 +297,7 @@ impl Store {
 
     /// Removes a service; returns whether it existed.
     pub fn delete_service(&self, id: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let existed = txn
-            .open_table(SERVICES)
-            .map_err(db_error)?
-            .remove(id)
-            .map_err(db_error)?
-            .is_some();
-        txn.commit().map_err(db_error)?;
-        Ok(existed)
+        self.remove(Kind::Service, id)
     }
 }
 

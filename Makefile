@@ -10,12 +10,16 @@ EXAMPLES_TARGET := examples/target/wasm32-wasip1/release
 setup:
 	rustup target add wasm32-wasip1
 
-## test-setup: what the tests need beyond the build: Chromium for the
-## dashboard's browser test (Debian's package; needs root, as CI has)
+## test-setup: what the tests need beyond the build, from Debian (needs
+## root, as CI has): Chromium for the dashboard's browser test; curl, ping
+## and ip for the gateway's tests (forwards, a TUN device in a namespace)
+TEST_TOOLS := chromium:chromium curl:curl ping:iputils-ping ip:iproute2 setpriv:util-linux
 test-setup: setup
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing chromium for the dashboard browser test"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@missing=""; for pair in $(TEST_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 ## examples: build the example guests (.wasm files in examples/target/)
 examples: setup
@@ -43,8 +47,14 @@ lint:
 
 ## bench: the benchmarks, each printed beside its baseline
 bench: examples
+	@command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 || { \
+		echo "installing Open MPI (Debian's openmpi-bin) for the mesh benchmark's baseline"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev \
+		|| echo "could not install Open MPI: the mesh benchmark runs without that baseline"; }
 	$(CARGO) bench -p weft-host
 	$(CARGO) bench -p weft-netstack
+	$(CARGO) build --release -p weft-host
+	$(CARGO) bench -p weft-integration
 
 clean:
 	$(CARGO) clean

@@ -6,7 +6,11 @@
 //!
 //! - [`input`] / [`output`]: the invocation's input and output as bytes;
 //! - [`log`]: log lines attributed to the instance in the host's logs;
+//! - [`chain`]: the input and output without copies in the host, and
+//!   synchronous calls into other modules (`chain::call`);
 //! - [`net`]: TCP and UDP sockets on the instance's interface records;
+//! - [`mesh`]: messages and host-computed collectives between the ranks
+//!   of a mesh job and its parent;
 //! - (later) chaining and mesh messaging.
 //!
 //! ```no_run
@@ -21,8 +25,10 @@
 
 pub use weft_abi as abi;
 
+pub mod chain;
 mod io;
 pub mod log;
+pub mod mesh;
 pub mod net;
 mod sys;
 

@@ -67,6 +67,7 @@ pub mod net {
         pub fn peer_addr(handle: i32, out: *mut [u32; 2]) -> i32;
         pub fn close(handle: i32) -> i32;
         pub fn interfaces(out: *mut u32, max: usize, count: *mut u32) -> i32;
+        pub fn send_raw(ptr: *const u8, len: usize) -> i32;
     }
 }
 
@@ -121,6 +122,123 @@ pub mod net {
     pub unsafe fn interfaces(_: *mut u32, _: usize, count: *mut u32) -> i32 {
         // SAFETY: the caller passes a valid pointer to a u32.
         unsafe { *count = 0 };
+        0
+    }
+    pub unsafe fn send_raw(_: *const u8, _: usize) -> i32 {
+        NO_NETWORK
+    }
+}
+
+#[cfg(target_family = "wasm")]
+pub mod mesh {
+    #[link(wasm_import_module = "weft:mesh")]
+    unsafe extern "C" {
+        pub fn rank(out: *mut u32) -> i32;
+        pub fn size(out: *mut u32) -> i32;
+        pub fn send(dst: i32, tag: i32, ptr: *const u8, len: usize, timeout_ms: i64) -> i32;
+        pub fn recv(
+            src: i32,
+            tag: i32,
+            ptr: *mut u8,
+            cap: usize,
+            timeout_ms: i64,
+            out: *mut [u32; 3],
+        ) -> i32;
+        pub fn barrier() -> i32;
+        pub fn broadcast(root: i32, ptr: *mut u8, len: usize) -> i32;
+        pub fn reduce(root: i32, op: i32, ty: i32, ptr: *mut u8, count: usize) -> i32;
+        pub fn gather(root: i32, ptr: *const u8, len: usize, out: *mut u8, out_len: usize) -> i32;
+        pub fn scatter(root: i32, ptr: *const u8, len: usize, out: *mut u8, out_len: usize) -> i32;
+        pub fn addr(rank: i32, out: *mut u32) -> i32;
+        pub fn members(ptr: *mut u32, cap: usize, out: *mut [u64; 2]) -> i32;
+    }
+}
+
+/// Native stand-in: off-wasm there is no mesh.
+#[cfg(not(target_family = "wasm"))]
+#[allow(clippy::missing_safety_doc)]
+pub mod mesh {
+    use weft_abi::errno::NOT_IN_MESH;
+    pub unsafe fn rank(_: *mut u32) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn size(_: *mut u32) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn send(_: i32, _: i32, _: *const u8, _: usize, _: i64) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn recv(_: i32, _: i32, _: *mut u8, _: usize, _: i64, _: *mut [u32; 3]) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn barrier() -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn broadcast(_: i32, _: *mut u8, _: usize) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn reduce(_: i32, _: i32, _: i32, _: *mut u8, _: usize) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn gather(_: i32, _: *const u8, _: usize, _: *mut u8, _: usize) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn scatter(_: i32, _: *const u8, _: usize, _: *mut u8, _: usize) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn addr(_: i32, _: *mut u32) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn members(_: *mut u32, _: usize, _: *mut [u64; 2]) -> i32 {
+        NOT_IN_MESH
+    }
+}
+
+#[cfg(target_family = "wasm")]
+pub mod chain {
+    #[link(wasm_import_module = "weft:chain")]
+    unsafe extern "C" {
+        pub fn input_len(out: *mut u32) -> i32;
+        pub fn input(ptr: *mut u8, len: usize, out: *mut u32) -> i32;
+        pub fn output(ptr: *const u8, len: usize) -> i32;
+        pub fn call(
+            name: *const u8,
+            name_len: usize,
+            input: *const u8,
+            input_len: usize,
+            out_len: *mut u32,
+        ) -> i32;
+        pub fn result(ptr: *mut u8, len: usize) -> i32;
+        pub fn depth(out: *mut u32) -> i32;
+    }
+}
+
+/// Native stand-in: the input comes from stdin, the output goes to stdout,
+/// and there is no module to call.
+#[cfg(not(target_family = "wasm"))]
+#[allow(clippy::missing_safety_doc)]
+pub mod chain {
+    use weft_abi::errno::UNAVAILABLE;
+    pub unsafe fn input_len(_: *mut u32) -> i32 {
+        UNAVAILABLE
+    }
+    pub unsafe fn input(_: *mut u8, _: usize, _: *mut u32) -> i32 {
+        UNAVAILABLE
+    }
+    pub unsafe fn output(ptr: *const u8, len: usize) -> i32 {
+        // SAFETY: the caller passes a live slice's pointer and length.
+        crate::output(unsafe { std::slice::from_raw_parts(ptr, len) });
+        0
+    }
+    pub unsafe fn call(_: *const u8, _: usize, _: *const u8, _: usize, _: *mut u32) -> i32 {
+        UNAVAILABLE
+    }
+    pub unsafe fn result(_: *mut u8, _: usize) -> i32 {
+        weft_abi::errno::INVALID_ARGUMENT
+    }
+    pub unsafe fn depth(out: *mut u32) -> i32 {
+        // SAFETY: the caller passes a valid pointer to a u32.
+        unsafe { *out = 0 };
         0
     }
 }

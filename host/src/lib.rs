@@ -9,20 +9,28 @@
 //!   behind one handle, with the policy the API exposes.
 //! - [`network`]: subnets, security groups and interface records, stored
 //!   and mirrored into the `weft-netstack` router; an endpoint per attached
-//!   record serving guests' sockets.
+//!   record serving guests' sockets; [`network::gateway`]s joining a subnet
+//!   to the host (port forwards, outbound NAT, a TUN device).
 //! - [`service`]: long-running, supervised instances with restart policies.
+//! - [`chain`]: chains of modules run in order in this host, each step's
+//!   output handed to the next without a copy in the host, the next step's
+//!   instance prepared while the current one runs.
+//! - [`mesh`]: mesh jobs: ranks wired into an in-memory mesh with bounded
+//!   mailboxes and host-computed collectives, an ephemeral subnet, and a
+//!   lifetime bound to their parent.
 //! - [`api`]: the HTTP API (axum), its OpenAPI document, SSE feeds and the
 //!   embedded dashboard.
 //! - [`abi`]: the host side of the guest ABI, one file per `weft:*` import
 //!   namespace.
 //! - [`store`]: persistent state in one redb database.
-//! - [`cli`]: the `weft` command line: `run`, `serve`, `dev`, and the client
-//!   commands that talk to a running server.
-//! - [`dev`]: `weft dev`'s watcher: build guests, redeploy on change.
+//! - [`cli`]: the `weft` command line: `run` and `mesh run` (in process),
+//!   `serve`, `dev`, and the client commands that talk to a running server.
+//! - [`dev`]: `weft dev`'s watcher: build guests, redeploy on change, run
+//!   the ones that declare themselves services behind loopback URLs.
 //! - [`units`]: human units (`2s`, `64MiB`) for flags and messages.
 //!
-//! Chains, the mesh and the gateway come as their own modules beside these;
-//! the virtual network's data path lives in the `weft-netstack` crate.
+//! The virtual network's data path (router, security groups, connection
+//! tracking, smoltcp endpoints) lives in the `weft-netstack` crate.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -44,8 +52,10 @@
 pub mod abi;
 pub mod activity;
 pub mod api;
+pub mod chain;
 pub mod cli;
 pub mod dev;
+pub mod mesh;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -5,6 +5,11 @@
 //! invocation, the ceiling a request may raise them to, and how many
 //! instances may run at once (more are refused, not queued).
 
+mod chains;
+pub mod meshes;
+
+pub use chains::{ChainRequest, ChainRunError};
+
 use crate::activity::{Activity, Event, Finished, Running, Status, now_ms};
 use crate::metrics::{Gauges, Metrics};
 use crate::network::{Network, NetworkError};
@@ -34,6 +39,10 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The longest timeout a request may ask for.
     pub max_timeout: Duration,
+    /// Where the gateways' outbound NAT may go on the host (none: nowhere).
+    pub egress_allow: Vec<weft_netstack::Cidr>,
+    /// Warm pools of chain steps.
+    pub chains: crate::chain::ChainConfig,
 }
 
 impl NodeConfig {
@@ -45,6 +54,8 @@ impl NodeConfig {
             max_running: 256,
             limits: Limits::default(),
             max_timeout: Duration::from_secs(300),
+            egress_allow: Vec::new(),
+            chains: crate::chain::ChainConfig::default(),
         }
     }
 }
@@ -135,6 +146,8 @@ pub struct Node {
     activity: Activity,
     metrics: Metrics,
     slots: Arc<Semaphore>,
+    chains: crate::chain::Chains,
+    meshes: Arc<crate::mesh::Meshes>,
     config: NodeConfig,
     started: Instant,
 }
@@ -150,17 +163,24 @@ impl Node {
             .min(config.runtime.max_instances as usize);
         config.max_running = max_running;
         let network = Arc::new(Network::open(store.clone())?);
-        Ok(Arc::new(Node {
+        network.set_egress_allow(config.egress_allow.clone());
+        let node = Arc::new(Node {
             network,
             services: Mutex::new(HashMap::new()),
             registry: Registry::new(runtime, store.clone()),
+            chains: crate::chain::Chains::new(store.clone(), config.chains.clone()),
+            meshes: Arc::default(),
             store,
             activity: Activity::new(),
             metrics: Metrics::default(),
             slots: Arc::new(Semaphore::new(max_running)),
             config,
             started: Instant::now(),
-        }))
+        });
+        // Guests' `chain::call` finds modules through the node.
+        let modules: std::sync::Weak<dyn crate::chain::Modules> = Arc::downgrade(&node) as _;
+        node.registry.runtime().set_chain_modules(modules);
+        Ok(node)
     }
 
     /// The configuration.
@@ -195,16 +215,19 @@ impl Node {
 
     /// The metrics as Prometheus text.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(&Gauges {
+        let mut text = self.metrics.render(&Gauges {
             running: self.running(),
             modules: self.registry.list().map(|m| m.len()).unwrap_or(0),
             uptime: self.uptime(),
-        })
+        });
+        text.push_str(&self.meshes.render_metrics());
+        text
     }
 
     /// Validates, compiles and durably stores a module, then announces it.
     pub fn deploy(&self, name: &str, bytes: &[u8]) -> Result<Arc<Entry>, RegistryError> {
         let entry = self.registry.put(name, bytes)?;
+        self.chains.forget_module(name);
         self.activity.publish(Event::Deployed(entry.record.clone()));
         Ok(entry)
     }
@@ -212,6 +235,7 @@ impl Node {
     /// Deletes a module; returns whether it existed.
     pub fn delete(&self, name: &str) -> Result<bool, RegistryError> {
         let existed = self.registry.remove(name)?;
+        self.chains.forget_module(name);
         if existed {
             self.activity.publish(Event::Deleted {
                 name: name.to_owned(),
@@ -368,7 +392,12 @@ impl Node {
     /// stored services; returns how many services were restored. Needs a
     /// tokio runtime.
     pub fn start(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let stale = crate::mesh::subnet::remove_leftovers(&self.network);
+        if stale > 0 {
+            tracing::info!("removed {stale} mesh subnets left by an earlier run");
+        }
         self.network.spawn_driver();
+        self.network.start_gateways();
         self.restore_services()
     }
 

@@ -197,8 +197,10 @@ pub fn large_module_wat(functions: usize) -> String {
     wat
 }
 
+pub mod baseline;
 pub mod browser;
 pub mod http;
+pub mod netkit;
 
 /// A running `weft serve` or `weft dev`, killed when dropped.
 #[derive(Debug)]
@@ -284,9 +286,31 @@ impl Weft {
     /// Starts `weft ARGS` (a `serve` or `dev`) and waits for the line that
     /// says where it listens.
     pub fn start(&self, args: &[&str]) -> Served {
+        self.start_command(self.command(args), args)
+    }
+
+    /// Starts `weft serve` as the unprivileged user `nobody` (65534), with
+    /// no capabilities, via `setpriv`.
+    pub fn serve_as_nobody(&self, args: &[&str]) -> Served {
+        let mut command = Command::new("setpriv");
+        command
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(weft_bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("WEFT_DATA", self.data.path())
+            .env_remove("WEFT_LOG");
+        self.start_command(command, args)
+    }
+
+    fn start_command(&self, mut command: Command, args: &[&str]) -> Served {
         use std::io::BufRead;
-        let mut child = self
-            .command(args)
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -333,4 +357,25 @@ impl Weft {
             stderr: stderr_text,
         }
     }
+}
+
+/// Runs `f` on a thread inside the network namespace `name` (made with
+/// `ip netns add`): its sockets, and the processes it starts, live there.
+#[allow(unsafe_code)] // setns(2) on a thread of our own.
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/var/run/netns/{name}"))
+        .unwrap_or_else(|e| panic!("namespace {name}: {e}"));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: a valid namespace descriptor; only this thread
+                // (which ends with `f`) changes namespace.
+                let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }

@@ -5,8 +5,8 @@
 //! and 64-byte request/response transactions per second, and the ratios.
 //!
 //! Run: `cargo bench -p weft-netstack --bench tcp`. The guest ABI's cost is
-//! not in this figure; the integration tests time a 64 MiB echo between two
-//! guest instances end to end.
+//! not in this figure; `cargo bench -p weft-integration --bench guest_net`
+//! measures the same between two guest instances, end to end.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};

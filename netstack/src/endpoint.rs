@@ -82,6 +82,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a closed TCP socket may take to finish its close before it is
 /// aborted and its slot freed. TIME-WAIT itself lasts 10 s.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Sockets an endpoint keeps in TIME-WAIT at most; past it, the oldest is
+/// freed. Every socket costs every poll (smoltcp walks them all), and on
+/// this network no old segment can still be on its way, so a long
+/// TIME-WAIT queue buys nothing (Linux bounds it too: `tcp_max_tw_buckets`).
+pub const MAX_TIME_WAIT: usize = 64;
 /// The largest UDP payload an IPv4 datagram can carry.
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 /// The size of each UDP socket's payload rings, at least; see [`Limits::udp_payload`].
@@ -228,6 +233,8 @@ pub struct Endpoint {
     /// The time of the last poll.
     now: Instant,
     stats: Stats,
+    /// Accepts datagrams for, and binds, any host address.
+    transparent: bool,
 }
 
 impl fmt::Debug for Endpoint {
@@ -286,6 +293,7 @@ impl Endpoint {
             next_port: EPHEMERAL_PORTS.start() + (seed % span) as u16,
             now,
             stats: Stats::default(),
+            transparent: false,
         };
         endpoint.configure_iface();
         endpoint
@@ -308,6 +316,29 @@ impl Endpoint {
         self.configure_iface();
         if !removed.is_empty() {
             self.abort_bound_to(&removed);
+        }
+    }
+
+    /// Makes the endpoint transparent (or not): it then takes datagrams for
+    /// any host address, not only its own, and its sockets may bind any
+    /// host address. A gateway terminating guests' connections to the
+    /// outside (NAT, as slirp does) listens on each destination a guest
+    /// asks for. Off by default. Turning it off leaves sockets bound to
+    /// other addresses as they are.
+    pub fn set_transparent(&mut self, on: bool) {
+        self.transparent = on;
+    }
+
+    /// Whether a socket holds `local`'s port (on `local`'s address or on
+    /// `0.0.0.0`): for TCP a listener, a connection this endpoint opened,
+    /// or one still closing; for UDP a bound socket. A router port shared
+    /// with something else (a gateway's, with a TUN device) tells by this
+    /// which datagrams are the endpoint's.
+    pub fn port_in_use(&self, tcp: bool, local: SocketAddrV4) -> bool {
+        if tcp {
+            self.tcp_port_taken(local)
+        } else {
+            self.udp_port_taken(local)
         }
     }
 
@@ -488,7 +519,7 @@ impl Endpoint {
     }
 
     fn holds(&self, ip: Ipv4Addr) -> bool {
-        self.addresses.contains(&ip)
+        self.addresses.contains(&ip) || (self.transparent && is_host(ip))
     }
 
     /// A local address to bind: `0.0.0.0` or one of ours.
@@ -597,12 +628,16 @@ impl Endpoint {
 }
 
 /// The usable addresses among `ips`, in order, without repeats.
+/// Whether `ip` can be a host's address: not unspecified, loopback,
+/// multicast or broadcast.
+fn is_host(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast())
+}
+
 fn host_addresses(ips: &[Ipv4Addr]) -> Vec<Ipv4Addr> {
     let mut addresses: Vec<Ipv4Addr> = Vec::with_capacity(ips.len());
     for &ip in ips {
-        let host =
-            !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast());
-        if host && !addresses.contains(&ip) {
+        if is_host(ip) && !addresses.contains(&ip) {
             addresses.push(ip);
         }
     }

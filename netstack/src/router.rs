@@ -11,9 +11,11 @@
 //! 2. [`SourceCheck`](DropReason::SourceCheck) if the sending port's check is
 //!    on and the source is not one of its addresses;
 //! 3. the receiving port: the attached port holding the destination address,
-//!    else the longest-prefix [route](Router::set_route) (never back to the
-//!    sender); else [`NoRoute`](DropReason::NoRoute), as a router drops what
-//!    it has no route for. A detached record's addresses have no route;
+//!    else the longest-prefix [route](Router::set_route), else the
+//!    [gateway](Router::set_gateway) of the block the source is in (never
+//!    back to the sender); else [`NoRoute`](DropReason::NoRoute), as a router
+//!    drops what it has no route for. A detached record's addresses have no
+//!    route;
 //! 4. [`DestinationCheck`](DropReason::DestinationCheck) if reached by a route
 //!    at a port whose check is on;
 //! 5. the sending port's egress: a packet of a flow tracked there passes,
@@ -174,6 +176,8 @@ pub struct Router {
     by_ip: HashMap<Ipv4Addr, NicId>,
     /// Static routes, longest prefix first.
     routes: Vec<(Cidr, NicId)>,
+    /// Default routes by source block (a subnet's gateway), longest first.
+    gateways: Vec<(Cidr, NicId)>,
     groups: HashMap<GroupId, SecurityGroup>,
     totals: Counters,
 }
@@ -186,6 +190,7 @@ impl Router {
             ports: HashMap::new(),
             by_ip: HashMap::new(),
             routes: Vec::new(),
+            gateways: Vec::new(),
             groups: HashMap::new(),
             totals: Counters::default(),
         }
@@ -301,22 +306,27 @@ impl Router {
     /// route for the same block; returns the port it replaced. Addresses held
     /// by attached ports are never routed.
     pub fn set_route(&mut self, cidr: Cidr, nic: NicId) -> Result<Option<NicId>, RouteError> {
-        if let Some(route) = self.routes.iter_mut().find(|(c, _)| *c == cidr) {
-            return Ok(Some(core::mem::replace(&mut route.1, nic)));
-        }
-        if self.routes.len() >= MAX_ROUTES {
-            return Err(RouteError::TooMany);
-        }
-        self.routes.push((cidr, nic));
-        self.routes
-            .sort_by_key(|(c, _)| core::cmp::Reverse(c.prefix_len()));
-        Ok(None)
+        set_in(&mut self.routes, cidr, nic)
     }
 
     /// Removes the route for `cidr`; returns its port.
     pub fn remove_route(&mut self, cidr: Cidr) -> Option<NicId> {
         let at = self.routes.iter().position(|(c, _)| *c == cidr)?;
         Some(self.routes.remove(at).1)
+    }
+
+    /// Makes port `nic` the gateway of the block `source` (a subnet): a
+    /// datagram from an address in it, to an address no port holds and no
+    /// route covers, goes to `nic`. Replaces the block's gateway; returns the
+    /// port it replaced.
+    pub fn set_gateway(&mut self, source: Cidr, nic: NicId) -> Result<Option<NicId>, RouteError> {
+        set_in(&mut self.gateways, source, nic)
+    }
+
+    /// Removes the gateway of the block `source`; returns its port.
+    pub fn remove_gateway(&mut self, source: Cidr) -> Option<NicId> {
+        let at = self.gateways.iter().position(|(c, _)| *c == source)?;
+        Some(self.gateways.remove(at).1)
     }
 
     /// A port's counters, if attached.
@@ -404,7 +414,7 @@ impl Router {
             return Err(drop(DropReason::SourceCheck));
         }
         let (to, receiver) = self
-            .next_port(from, flow.dst)
+            .next_port(from, flow.src, flow.dst)
             .ok_or(drop(DropReason::NoRoute))?;
         if receiver.check && !receiver.owns(flow.dst) {
             return Err((DropReason::DestinationCheck, to));
@@ -428,14 +438,19 @@ impl Router {
         ))
     }
 
-    /// The port a datagram for `dst` goes to: the holder of the address, else
-    /// the longest-prefix route, unless that leads back to `from` or to a
-    /// port not attached.
-    fn next_port(&self, from: NicId, dst: Ipv4Addr) -> Option<(NicId, &Port)> {
+    /// The port a datagram from `src` for `dst` goes to: the holder of the
+    /// address, else the longest-prefix route, else the gateway of the
+    /// source's block, unless that leads back to `from` or to a port not
+    /// attached.
+    fn next_port(&self, from: NicId, src: Ipv4Addr, dst: Ipv4Addr) -> Option<(NicId, &Port)> {
         if let Some(&holder) = self.by_ip.get(&dst) {
             return self.ports.get(&holder).map(|p| (holder, p));
         }
-        let &(_, target) = self.routes.iter().find(|(cidr, _)| cidr.contains(dst))?;
+        let &(_, target) = self
+            .routes
+            .iter()
+            .find(|(cidr, _)| cidr.contains(dst))
+            .or_else(|| self.gateways.iter().find(|(cidr, _)| cidr.contains(src)))?;
         if target == from {
             return None;
         }
@@ -516,6 +531,24 @@ impl Router {
             .reserve(now, needed)
             .map_err(|_| (DropReason::ConntrackFull, nic))
     }
+}
+
+/// Sets `cidr → nic` in a table kept longest prefix first; returns the port
+/// it replaced.
+fn set_in(
+    table: &mut Vec<(Cidr, NicId)>,
+    cidr: Cidr,
+    nic: NicId,
+) -> Result<Option<NicId>, RouteError> {
+    if let Some(entry) = table.iter_mut().find(|(c, _)| *c == cidr) {
+        return Ok(Some(core::mem::replace(&mut entry.1, nic)));
+    }
+    if table.len() >= MAX_ROUTES {
+        return Err(RouteError::TooMany);
+    }
+    table.push((cidr, nic));
+    table.sort_by_key(|(c, _)| core::cmp::Reverse(c.prefix_len()));
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! two sides cannot drift apart.
 //!
 //! Every import weft provides lives in a wasm import module named `weft:*`,
-//! one per namespace (`weft:log`, later `weft:chain`, `weft:mesh`,
-//! `weft:net`). Pointers and lengths are `i32` offsets into the guest's
+//! one per namespace (`weft:log`, `weft:net`, `weft:mesh`, `weft:chain`). Pointers and lengths are `i32` offsets into the guest's
 //! linear memory; every function returns an [`errno::Errno`] (`0` on success)
 //! unless its contract says otherwise. `docs/abi.md` is the prose version of
 //! this file, with each function's contract.
@@ -53,6 +52,35 @@ pub mod errno {
     /// The operation does not apply to this kind of socket or its state.
     pub const INVALID_STATE: Errno = 12;
 
+    // `weft:chain` codes start at 16, clear of the other namespaces'.
+
+    /// `chain::call` named a module that is not deployed.
+    pub const NO_SUCH_MODULE: Errno = 16;
+    /// `chain::call` would nest deeper than [`crate::chain::MAX_DEPTH`].
+    pub const DEPTH_LIMIT: Errno = 17;
+    /// The called module failed (trapped, hit a limit or exited non-zero);
+    /// the pending result holds the reason as text.
+    pub const CALL_FAILED: Errno = 18;
+    /// Chaining is not available to this instance (it runs without a module
+    /// registry, as under `weft run`).
+    pub const UNAVAILABLE: Errno = 19;
+
+    // `weft:mesh` codes start at 32, clear of the other namespaces'.
+
+    /// The calling instance is not part of a mesh.
+    pub const NOT_IN_MESH: Errno = 32;
+    /// The message is larger than the mesh's message size cap.
+    pub const TOO_LARGE: Errno = 33;
+    /// The peer (a rank or the parent) has ended or does not exist; the
+    /// message was not delivered.
+    pub const PEER_GONE: Errno = 34;
+    /// The receive buffer is smaller than the matched message, which stays
+    /// queued; its source, tag and length were written back.
+    pub const TRUNCATED: Errno = 35;
+    /// The ranks entered different collectives, or the same one with
+    /// different roots, lengths, operations or types.
+    pub const MISMATCH: Errno = 36;
+
     /// A short, stable name for an error code, for messages.
     pub const fn name(code: Errno) -> &'static str {
         match code {
@@ -69,6 +97,15 @@ pub mod errno {
             NO_NETWORK => "no network interface",
             UNREACHABLE => "unreachable",
             INVALID_STATE => "invalid socket state",
+            NO_SUCH_MODULE => "no such module",
+            DEPTH_LIMIT => "call depth limit reached",
+            CALL_FAILED => "the called module failed",
+            UNAVAILABLE => "chaining unavailable",
+            NOT_IN_MESH => "not in a mesh",
+            TOO_LARGE => "message too large",
+            PEER_GONE => "peer gone",
+            TRUNCATED => "buffer too small for the message",
+            MISMATCH => "collective mismatch",
             _ => "unknown error",
         }
     }
@@ -177,7 +214,166 @@ pub mod net {
     /// addresses (u32 LE of the big-endian value each), primary of each
     /// interface first.
     pub const INTERFACES: &str = "interfaces";
+    /// `send_raw(ptr, len) -> errno`: hands the bytes, an IPv4 datagram as
+    /// the guest built it, to the router on the instance's first interface
+    /// record. The router treats it as any datagram the instance sends: a
+    /// forged source (with the source/destination check on), a denied flow,
+    /// a malformed or oversized datagram is dropped and counted on the
+    /// record's port. `OK` once handed over, dropped or not; `NO_NETWORK`
+    /// without a record; `INVALID_ARGUMENT` past [`MAX_RAW`] bytes (not read).
+    pub const SEND_RAW: &str = "send_raw";
 
     /// Sockets one instance may hold.
     pub const MAX_SOCKETS: usize = 1024;
+    /// The longest `send_raw` accepted: twice the largest IPv4 datagram, so
+    /// that an oversized one reaches the router and is counted there.
+    pub const MAX_RAW: usize = 131_072;
+}
+
+/// `weft:chain`: the invocation's input and output without copies in the
+/// host, and synchronous calls to other modules.
+///
+/// The input is the same byte string as stdin, behind one cursor: what one
+/// of them has read, the other will not see. A declared output region is
+/// handed to the next step (or the HTTP response) straight from the guest's
+/// linear memory. Every function traps when a pointer range is outside the
+/// guest's memory.
+pub mod chain {
+    /// The import module name.
+    pub const MODULE: &str = "weft:chain";
+
+    /// `input_len(out_len: *mut u32) -> errno`: bytes of input not read yet.
+    pub const INPUT_LEN: &str = "input_len";
+    /// `input(ptr, len, out_read: *mut u32) -> errno`: copies up to `len`
+    /// bytes of the remaining input to `ptr`; `0` read means the end. The
+    /// host lets go of the input (and of the previous step's instance it
+    /// lives in) once all of it has been read.
+    pub const INPUT: &str = "input";
+    /// `output(ptr, len) -> errno`: declares `ptr..ptr+len` as the
+    /// invocation's output, taken when the instance ends (anything written
+    /// to stdout comes first). The guest must leave those bytes alone from
+    /// then on. A later call replaces the region. `LIMIT` when `len` is
+    /// above the output limit (the instance then fails with
+    /// `output_limit` if it does not recover).
+    pub const OUTPUT: &str = "output";
+    /// `call(name_ptr, name_len, in_ptr, in_len, out_len: *mut u32) -> errno`:
+    /// runs module `name` on the input, to completion, and keeps its output
+    /// as the pending result, whose length is written to `out_len`. Returns
+    /// `NO_SUCH_MODULE`, `DEPTH_LIMIT`, `UNAVAILABLE`, or `CALL_FAILED` with
+    /// the reason as the pending result.
+    pub const CALL: &str = "call";
+    /// `result(ptr, len) -> errno`: copies the pending result (up to `len`
+    /// bytes) to `ptr` and lets go of it. `INVALID_ARGUMENT` when no result
+    /// is pending.
+    pub const RESULT: &str = "result";
+    /// `depth(out: *mut u32) -> errno`: how deep in `call`s this instance
+    /// runs (0 for a chain step or a plain invocation).
+    pub const DEPTH: &str = "depth";
+
+    /// Nested `call`s allowed below a top-level instance; the call that
+    /// would go deeper gets `DEPTH_LIMIT`.
+    pub const MAX_DEPTH: u32 = 8;
+    /// Longest module name `call` accepts.
+    pub const MAX_NAME: usize = 64;
+}
+
+/// `weft:mesh`: messages and collectives between the ranks of a mesh job
+/// and its parent.
+///
+/// A rank is a `u32` from `0` to `size - 1`; two values are reserved:
+/// [`ANY`] (`-1` as `i32`) matches any source or tag in `recv`, and
+/// [`PARENT`] (`-2`) names the job's parent (a controller module, an
+/// external client or the CLI). Tags are `0..=i32::MAX`. `timeout_ms` is
+/// `-1` to wait as long as it takes, `0` for a non-blocking attempt
+/// (`WOULD_BLOCK`), or milliseconds (`TIMED_OUT`). A waiting call suspends
+/// only the calling instance; when the job ends, a waiting rank stops at
+/// once. Every function returns `NOT_IN_MESH` in an instance that is not
+/// part of a mesh, and traps when a pointer range is outside its memory.
+pub mod mesh {
+    /// The import module name.
+    pub const MODULE: &str = "weft:mesh";
+
+    /// Matches any source or any tag in `recv`.
+    pub const ANY: i32 = -1;
+    /// The job's parent, as a destination or a source.
+    pub const PARENT: i32 = -2;
+    /// The tag of membership events in `recv`: a rank joined or left the
+    /// job. `ANY` never matches it; the event's source is the rank, its
+    /// 12 bytes are `[joined: u32 LE (1 joined, 0 left)][epoch: u64 LE]`.
+    pub const MEMBERSHIP: i32 = -3;
+
+    /// `rank(out_rank: *mut u32) -> errno`: the caller's rank, or
+    /// [`PARENT`] for a controller module.
+    pub const RANK: &str = "rank";
+    /// `size(out_size: *mut u32) -> errno`: how many ranks the job has (the
+    /// parent not counted).
+    pub const SIZE: &str = "size";
+    /// `send(dst, tag, ptr, len, timeout_ms: i64) -> errno`: queues one
+    /// message in `dst`'s mailbox, waiting while it is full. `TOO_LARGE`
+    /// past the job's message cap, `PEER_GONE` when `dst` has ended,
+    /// `INVALID_ARGUMENT` for an unknown rank or a negative tag.
+    pub const SEND: &str = "send";
+    /// `recv(src, tag, ptr, cap, timeout_ms: i64, out_info: *mut [u32; 3]) -> errno`:
+    /// takes the oldest message matching `src` and `tag` (either may be
+    /// [`ANY`]) into `ptr..ptr+cap` and writes `[src, tag, len]`. When the
+    /// message is longer than `cap` it stays queued, `out_info` is written
+    /// and the call returns `TRUNCATED`.
+    pub const RECV: &str = "recv";
+    /// `barrier() -> errno`: returns once every rank has called it.
+    pub const BARRIER: &str = "barrier";
+    /// `broadcast(root, ptr, len) -> errno`: `root`'s `len` bytes are copied
+    /// into every other rank's buffer; every rank passes the same `len`.
+    pub const BROADCAST: &str = "broadcast";
+    /// `reduce(root, op, ty, ptr, count) -> errno`: combines `count`
+    /// elements of type `ty` (8 bytes each, little-endian) from every rank
+    /// with `op`, in rank order, and writes the result over `root`'s buffer,
+    /// or over every rank's buffer when `root` is [`ANY`] (allreduce).
+    pub const REDUCE: &str = "reduce";
+    /// `gather(root, ptr, len, out_ptr, out_len) -> errno`: every rank's
+    /// `len` bytes, in rank order, into `root`'s `out_ptr` (`out_len` must
+    /// be `size * len` there; ignored elsewhere).
+    pub const GATHER: &str = "gather";
+    /// `scatter(root, ptr, len, out_ptr, out_len) -> errno`: `root`'s `len`
+    /// bytes (`size * out_len`) cut into `size` pieces; rank `i` gets piece
+    /// `i` in `out_ptr..out_ptr+out_len`. `len` is ignored off the root.
+    pub const SCATTER: &str = "scatter";
+    /// `addr(rank, out_ip: *mut u32) -> errno`: `rank`'s address on the
+    /// mesh subnet (the big-endian value as a `u32`); `NO_NETWORK` when the
+    /// job has no subnet.
+    pub const ADDR: &str = "addr";
+    /// `members(ptr: *mut u32, cap: u32, out_info: *mut [u64; 2]) -> errno`:
+    /// the ranks live now, ascending, as many as fit in `cap` entries at
+    /// `ptr`; `out_info` gets `[count, epoch]` (the epoch grows by one at
+    /// every join and every departure). Ranks join while the job runs
+    /// (`POST /v1/meshes/{id}/ranks`) with new numbers: `size` counts every
+    /// rank started so far, live or ended.
+    pub const MEMBERS: &str = "members";
+
+    /// The default cap on one message, in bytes.
+    pub const MAX_MESSAGE: usize = 16 << 20;
+    /// Messages one mailbox holds by default before senders wait.
+    pub const MAILBOX_MESSAGES: usize = 1024;
+    /// Bytes one mailbox holds by default before senders wait (one message
+    /// is always admitted into an empty mailbox).
+    pub const MAILBOX_BYTES: usize = 64 << 20;
+
+    /// Reduction operations (`op` of `reduce`).
+    pub mod op {
+        /// Sum (integers wrap).
+        pub const SUM: i32 = 0;
+        /// Minimum (for `f64`, as `f64::min`: a NaN loses to a number).
+        pub const MIN: i32 = 1;
+        /// Maximum (for `f64`, as `f64::max`).
+        pub const MAX: i32 = 2;
+    }
+
+    /// Element types (`ty` of `reduce`).
+    pub mod ty {
+        /// IEEE 754 double.
+        pub const F64: i32 = 0;
+        /// Signed 64-bit integer.
+        pub const I64: i32 = 1;
+        /// Unsigned 64-bit integer.
+        pub const U64: i32 = 2;
+    }
 }

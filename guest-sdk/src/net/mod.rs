@@ -48,6 +48,20 @@ pub fn interfaces() -> io::Result<Vec<Ipv4Addr>> {
         .collect())
 }
 
+/// Sends `datagram`, a whole IPv4 datagram built by the caller, on the
+/// instance's first interface record, as its network stack would. The
+/// virtual router judges it like any other: with the record's
+/// source/destination check on, a forged source address is dropped; so is
+/// a flow its security groups deny, or a malformed or oversized datagram.
+/// Drops are counted on the record's port, not reported here: `Ok` means
+/// handed over. For tools that need raw packets (a NAT instance, a probe).
+pub fn send_raw(datagram: &[u8]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `datagram`, which outlives the call.
+    #[allow(unsafe_code)]
+    let code = unsafe { crate::sys::net::send_raw(datagram.as_ptr(), datagram.len()) };
+    check(code)
+}
+
 /// Resolves `addr` to one IPv4 socket address (no DNS: literal addresses).
 fn v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
     addr.to_socket_addrs()?

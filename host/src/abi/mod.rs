@@ -5,7 +5,9 @@
 //! module, encode the result. Names and codes come from `weft_abi`, which the
 //! guest SDK compiles against too.
 
+pub mod chain;
 pub mod log;
+pub mod mesh;
 pub mod net;
 
 use crate::runtime::State;
@@ -13,7 +15,9 @@ use wasmtime::Linker;
 
 /// Adds every `weft:*` import to `linker`.
 pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    chain::register(linker)?;
     log::register(linker)?;
+    mesh::register(linker)?;
     net::register(linker)?;
     Ok(())
 }

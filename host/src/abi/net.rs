@@ -112,7 +112,21 @@ pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             Ok(errno::OK)
         },
     )?;
+    linker.func_wrap_async(MODULE, SEND_RAW, |caller, (ptr, len): (i32, i32)| {
+        Box::new(send_raw(caller, ptr, len))
+    })?;
     Ok(())
+}
+
+async fn send_raw(mut caller: Caller<'_, State>, ptr: i32, len: i32) -> Ret {
+    if len as u32 as usize > MAX_RAW {
+        return answer::<()>(Err(NetError::Code(errno::INVALID_ARGUMENT)));
+    }
+    let data = super::read_guest_bytes(&mut caller, ptr as u32, len as u32, MAX_RAW)?;
+    answer(match guest_net(&caller) {
+        Some(net) => net.send_raw(&data).await,
+        None => Err(NetError::Code(errno::NO_NETWORK)),
+    })
 }
 
 fn guest_net(caller: &Caller<'_, State>) -> Option<GuestNet> {

@@ -14,9 +14,12 @@
 //! # Ok(()) }
 //! ```
 
+mod chains;
 mod dashboard;
 pub mod error;
+mod gateways;
 pub mod guard;
+mod meshes;
 mod modules;
 mod network;
 mod observe;
@@ -136,6 +139,12 @@ pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState
     let invoke = axum::routing::post(modules::invoke)
         .layer(DefaultBodyLimit::max(config.max_input))
         .layer(middleware::from_fn(guard::body_limit(config.max_input)));
+    let invoke_chain = axum::routing::post(chains::invoke)
+        .layer(DefaultBodyLimit::max(config.max_input))
+        .layer(middleware::from_fn(guard::body_limit(config.max_input)));
+    let ad_hoc_chain = axum::routing::post(chains::ad_hoc)
+        .layer(DefaultBodyLimit::max(config.max_input))
+        .layer(middleware::from_fn(guard::body_limit(config.max_input)));
 
     let requests = Router::new()
         .route("/v1/health", get(observe::health))
@@ -146,6 +155,16 @@ pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState
             upload.get(modules::get).delete(modules::delete),
         )
         .route("/v1/modules/{name}/invoke", invoke)
+        .route("/v1/chains", get(chains::list))
+        .route(
+            "/v1/chains/{name}",
+            axum::routing::put(chains::put)
+                .get(chains::get)
+                .delete(chains::delete),
+        )
+        .route("/v1/chains/{name}/invoke", invoke_chain)
+        .route("/v1/chain", ad_hoc_chain)
+        .route("/v1/chain-runs", get(chains::runs))
         .route("/v1/instances", get(observe::instances))
         .route(
             "/v1/subnets",
@@ -182,6 +201,25 @@ pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState
             "/v1/nics/{id}/security-groups",
             axum::routing::put(network::set_groups),
         )
+        .route("/v1/gateways", get(gateways::list).post(gateways::create))
+        .route(
+            "/v1/gateways/{id}",
+            get(gateways::get).delete(gateways::delete),
+        )
+        .route(
+            "/v1/forwards",
+            get(gateways::forwards).post(gateways::add_forward),
+        )
+        .route(
+            "/v1/forwards/{id}",
+            get(gateways::forward).delete(gateways::remove_forward),
+        )
+        .route("/v1/meshes", get(meshes::list).post(meshes::start))
+        .route("/v1/meshes/{id}", get(meshes::get).delete(meshes::stop))
+        .route(
+            "/v1/meshes/{id}/ranks",
+            axum::routing::post(meshes::add_ranks),
+        )
         .route("/v1/services", get(services::list).post(services::start))
         .route(
             "/v1/services/{id}",
@@ -192,7 +230,9 @@ pub fn router_with(node: Arc<Node>, config: &ServeConfig, extra: Router<AppState
     // Event streams live as long as the client wants: no request timeout.
     let streams = Router::new()
         .route("/v1/logs", get(observe::logs))
-        .route("/v1/events", get(observe::events));
+        .route("/v1/events", get(observe::events))
+        // A mesh's external parent holds its WebSocket as long as it likes.
+        .route("/v1/meshes/{id}/parent", get(meshes::parent));
     let pages = Router::new()
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::app))

@@ -29,12 +29,12 @@ impl From<NetworkError> for ApiError {
     }
 }
 
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v)
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-fn created(value: Value) -> Response {
+pub(super) fn created(value: Value) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
@@ -256,7 +256,7 @@ pub async fn remove_rule(
     change_rule(state, id, request, false).await
 }
 
-fn counters_json(counters: &Counters) -> Value {
+pub(super) fn counters_json(counters: &Counters) -> Value {
     let mut drops = serde_json::Map::new();
     for reason in DropReason::ALL {
         let count = counters.drops(reason);

@@ -26,7 +26,7 @@ fn name_param() -> Value {
 /// The document.
 pub fn document() -> Value {
     let module_ref = json!({ "$ref": "#/components/schemas/Module" });
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "weft",
@@ -337,10 +337,98 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "text exposition format", "content": { "text/plain": { "schema": { "type": "string" } } } } }
             } }
         }
+    });
+    if let (Some(paths), Value::Object(more)) = (document["paths"].as_object_mut(), gateway_paths())
+    {
+        paths.extend(more);
+    }
+    if let (Some(paths), Value::Object(more)) = (
+        document["paths"].as_object_mut(),
+        super::meshes::openapi_paths(),
+    ) {
+        paths.extend(more);
+    }
+    if let (Some(paths), Value::Object(more)) = (
+        document["paths"].as_object_mut(),
+        super::chains::openapi_paths(),
+    ) {
+        paths.extend(more);
+    }
+    document
+}
+
+/// The gateway's paths: `/v1/gateways` and `/v1/forwards`.
+fn gateway_paths() -> Value {
+    let id =
+        json!([ { "name": "id", "in": "path", "required": true, "schema": { "type": "string" } } ]);
+    json!({
+        "/v1/gateways": {
+            "get": { "summary": "List gateways with their status and counters, and the host's egress allow-list", "responses": { "200": json_response("gateways", json!({ "type": "object" })) } },
+            "post": {
+                "summary": "Create a subnet's gateway: outbound NAT (default on), optionally a TUN device routing the subnet into the host kernel (needs CAP_NET_ADMIN)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["subnet"],
+                    "properties": {
+                        "subnet": { "type": "string" },
+                        "nat": { "type": "boolean", "default": true },
+                        "tun": { "type": "string", "description": "the TUN device's name, e.g. weft0" }
+                    }
+                } } } },
+                "responses": { "201": json_response("created: id, ip, nic, status", json!({ "type": "object" })), "400": error_response("bad name, or the TUN device cannot be made (e.g. no CAP_NET_ADMIN)"), "404": error_response("no such subnet"), "409": error_response("the subnet has a gateway") }
+            }
+        },
+        "/v1/gateways/{id}": {
+            "parameters": id.clone(),
+            "get": { "summary": "One gateway with its counters", "responses": { "200": json_response("the gateway", json!({ "type": "object" })), "404": error_response("no such gateway") } },
+            "delete": { "summary": "Delete a gateway no forward uses", "responses": { "204": { "description": "deleted" }, "409": error_response("forwards use it") } }
+        },
+        "/v1/forwards": {
+            "get": { "summary": "List port forwards with their counters", "responses": { "200": json_response("forwards", json!({ "type": "object" })) } },
+            "post": {
+                "summary": "Forward a host address to an instance address: {listen, to, proto?}",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["listen", "to"],
+                    "properties": {
+                        "listen": { "type": "string", "description": "host address and port, e.g. 127.0.0.1:8080 (port 0: any)" },
+                        "to": { "type": "string", "description": "instance address and port, e.g. 10.0.1.5:80" },
+                        "proto": { "type": "string", "enum": ["tcp", "udp"], "default": "tcp" }
+                    }
+                } } } },
+                "responses": { "201": json_response("created: id, listen", json!({ "type": "object" })), "400": error_response("bad address"), "409": error_response("no gateway serves the target, or the host address is taken") }
+            }
+        },
+        "/v1/forwards/{id}": {
+            "parameters": id,
+            "get": { "summary": "One forward with its counters", "responses": { "200": json_response("the forward", json!({ "type": "object" })), "404": error_response("no such forward") } },
+            "delete": { "summary": "Remove a forward: it stops listening", "responses": { "204": { "description": "removed" }, "404": error_response("no such forward") } }
+        }
     })
 }
 
 /// `GET /v1/openapi.json`.
 pub async fn serve() -> Json<Value> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every path the router serves (every `/v1/…` or `/metrics` literal in
+    /// `api/mod.rs`, where the routes are declared) is in the document.
+    #[test]
+    fn every_route_is_documented() {
+        let routes = include_str!("mod.rs");
+        let document = super::document();
+        let paths = document["paths"].as_object().unwrap();
+        let mut checked = 0;
+        for literal in routes.split('"').skip(1).step_by(2) {
+            if literal.starts_with("/v1/") || literal == "/metrics" {
+                assert!(
+                    paths.contains_key(literal),
+                    "{literal} is not in the OpenAPI document"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "found only {checked} routes");
+    }
 }

@@ -75,6 +75,10 @@ pub enum ClientCommand {
         #[arg(long, default_value_t = 100)]
         lines: usize,
     },
+    /// Chains: modules run one after the other in the server, each step's
+    /// output the next one's input.
+    #[command(subcommand)]
+    Chain(super::chain::ChainCommand),
     /// Long-running, supervised instances.
     #[command(subcommand)]
     Service(super::service::ServiceCommand),
@@ -87,6 +91,15 @@ pub enum ClientCommand {
     /// Interface records: create, attach, detach.
     #[command(subcommand)]
     Nic(super::network::NicCommand),
+    /// Gateways: a subnet's way to the host (NAT, TUN device).
+    #[command(subcommand)]
+    Gateway(super::gateway::GatewayCommand),
+    /// Port forwards from host addresses to instance addresses.
+    #[command(subcommand)]
+    Forward(super::gateway::ForwardCommand),
+    /// Mesh jobs: run one with this CLI as the parent, list, show, stop.
+    #[command(subcommand)]
+    Mesh(super::mesh::MeshCommand),
     /// Show running and recent instances.
     Ps {
         /// How many recent instances to show.
@@ -110,6 +123,16 @@ impl Client {
                 .connect_timeout(Duration::from_secs(5))
                 .build()?,
         })
+    }
+
+    /// The server's base URL.
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The bearer token, if any.
+    pub(super) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -186,10 +209,14 @@ pub async fn main(command: ClientCommand, flags: &ClientFlags) -> anyhow::Result
             lines,
         } => logs(&client, follow, name, lines).await,
         ClientCommand::Ps { recent } => ps(&client, recent).await,
+        ClientCommand::Mesh(command) => super::mesh::main(&client, command).await,
+        ClientCommand::Chain(command) => super::chain::main(&client, command).await,
         ClientCommand::Service(command) => super::service::main(&client, command).await,
         ClientCommand::Subnet(command) => super::network::subnet(&client, command).await,
         ClientCommand::Sg(command) => super::network::group(&client, command).await,
         ClientCommand::Nic(command) => super::network::nic(&client, command).await,
+        ClientCommand::Gateway(command) => super::gateway::gateway(&client, command).await,
+        ClientCommand::Forward(command) => super::gateway::forward(&client, command).await,
     }
 }
 

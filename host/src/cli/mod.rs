@@ -1,7 +1,11 @@
 //! The `weft` command line: one file per subcommand group.
 
+mod chain;
 mod client;
 mod dev;
+mod gateway;
+mod mesh;
+mod mesh_parent;
 mod network;
 mod run;
 mod serve;

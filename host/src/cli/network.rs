@@ -132,7 +132,7 @@ pub enum NicCommand {
     Rm { id: String },
 }
 
-async fn send(
+pub(super) async fn send(
     client: &Client,
     method: reqwest::Method,
     path: &str,
@@ -146,7 +146,7 @@ async fn send(
     Ok(response.json().await.unwrap_or(Value::Null))
 }
 
-fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()

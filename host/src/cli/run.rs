@@ -146,6 +146,14 @@ fn run(args: RunArgs, data_dir: &Path) -> anyhow::Result<ExitCode> {
                 "finished in {}",
                 format_duration(outcome.duration)
             );
+            // Stdout went straight to ours; an output region declared
+            // through `weft:chain` is all that can be left to print.
+            if !outcome.output.is_empty() {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&outcome.output)?;
+                stdout.flush()?;
+            }
             Ok(ExitCode::from(outcome.exit_code as u8))
         }
         Err(failed) => {

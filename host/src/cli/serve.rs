@@ -50,6 +50,17 @@ pub struct ServerFlags {
     /// Linear memory limit of each instance.
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     memory: u64,
+
+    /// Where gateways' outbound NAT may connect on the host: a block or an
+    /// address (repeatable; `127.0.0.1` lets guests reach the host's
+    /// loopback through their gateway's address). None: NAT reaches nothing.
+    #[arg(long = "egress-allow", value_name = "CIDR", value_parser = crate::network::gateway::parse_allow)]
+    egress_allow: Vec<weft_netstack::Cidr>,
+
+    /// Warm instances kept ready per chain step (module, arguments,
+    /// environment and limits); 0 keeps none.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    chain_warm: usize,
 }
 
 impl ServerFlags {
@@ -66,6 +77,8 @@ impl ServerFlags {
         node.runtime.max_instances = (self.max_running as u32 + 128).clamp(1, 10_000);
         node.max_running = self.max_running;
         node.max_timeout = self.max_timeout;
+        node.egress_allow = self.egress_allow.clone();
+        node.chains.warm = self.chain_warm;
         node.limits = Limits {
             memory: self.memory,
             timeout: Some(self.timeout),
@@ -103,6 +116,8 @@ pub async fn main(args: ServeArgs) -> anyhow::Result<()> {
         node.config().data_dir.display()
     );
     server.serve(shutdown_signal()).await?;
+    // No mesh outlives its host: stop them, so their subnets go too.
+    let _ = tokio::time::timeout(Duration::from_secs(10), node.meshes().stop_all()).await;
     Ok(())
 }
 

@@ -10,9 +10,11 @@
 //! An attached record is also an endpoint: a smoltcp interface holding the
 //! record's addresses, serving the instance's sockets ([`sockets`]).
 
+pub mod gateway;
 mod pump;
 pub mod sockets;
 
+pub use gateway::{Forward, ForwardRequest, Gateway, GatewayInfo, Proto};
 pub use sockets::{GuestNet, NetError, Wait};
 
 use crate::store::{Kind, Store, StoreError};
@@ -83,6 +85,10 @@ pub struct Network {
     changed: tokio::sync::Notify,
     /// Time zero of the network's clock.
     epoch: std::time::Instant,
+    /// Where NAT may go on the host.
+    egress_allow: std::sync::RwLock<Vec<Cidr>>,
+    /// Gateways' devices, forwards' tasks, NAT's queue.
+    running: Mutex<gateway::Running>,
 }
 
 #[derive(Debug)]
@@ -95,6 +101,8 @@ struct Inner {
     endpoints: BTreeMap<NicId, Endpoint>,
     /// Guests' sockets, by instance.
     instances: std::collections::HashMap<String, sockets::InstanceSockets>,
+    /// Gateways' ports, by their records.
+    gateways: BTreeMap<NicId, gateway::Port>,
 }
 
 impl Inner {
@@ -127,6 +135,16 @@ impl Inner {
     }
 }
 
+/// Refuses to change a gateway's record by hand.
+fn refuse_managed(inner: &Inner, nic: NicId) -> Result<(), NetworkError> {
+    match Network::managed_by(inner, nic) {
+        Some(gateway) => Err(NetworkError::Conflict(format!(
+            "{nic} is the interface of {gateway}: it is managed with the gateway"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Fresh entropy for ids: a per-process random key hashed with a counter
 /// and the time.
 fn entropy() -> u64 {
@@ -151,6 +169,7 @@ impl Network {
             router: Router::new(RouterConfig::default()),
             endpoints: BTreeMap::new(),
             instances: Default::default(),
+            gateways: BTreeMap::new(),
         };
         let epoch = std::time::Instant::now();
         let now = weft_netstack::endpoint::Instant::from_micros(0);
@@ -183,6 +202,8 @@ impl Network {
             inner: Mutex::new(inner),
             changed: tokio::sync::Notify::new(),
             epoch,
+            egress_allow: Default::default(),
+            running: Default::default(),
         };
         if network.default_group().is_none() {
             network.create_group(DEFAULT_GROUP, Vec::new(), None)?;
@@ -471,6 +492,7 @@ impl Network {
             .get(&nid)
             .cloned()
             .ok_or_else(|| not_found("interface", id))?;
+        refuse_managed(&inner, nid)?;
         change(&mut inner, &mut record)?;
         self.store.put(Kind::Nic, &nid.to_string(), &record)?;
         let now = self.now();
@@ -567,6 +589,7 @@ impl Network {
             .get(&nid)
             .cloned()
             .ok_or_else(|| not_found("interface", id))?;
+        refuse_managed(&inner, nid)?;
         if let Some(attachment) = record.attachment() {
             return Err(NetworkError::Conflict(format!(
                 "{nid} is attached to {}: detach it first",

@@ -34,11 +34,7 @@ impl Network {
                 }
                 for datagram in outgoing {
                     moved = true;
-                    if let Verdict::Deliver { to, packet } = inner.router.route(now, nic, &datagram)
-                        && let Some(destination) = inner.endpoints.get_mut(&to)
-                    {
-                        destination.receive(packet);
-                    }
+                    self.route_datagram(inner, now, nic, &datagram);
                 }
             }
             if !moved {
@@ -47,6 +43,25 @@ impl Network {
             any = true;
         }
         any
+    }
+
+    /// Routes one datagram sent on port `from` and hands it to where the
+    /// router says: an endpoint, or a gateway. A drop is counted by the
+    /// router.
+    pub(super) fn route_datagram(
+        &self,
+        inner: &mut Inner,
+        now: weft_netstack::endpoint::Instant,
+        from: NicId,
+        datagram: &[u8],
+    ) {
+        if let Verdict::Deliver { to, packet } = inner.router.route(now, from, datagram) {
+            if inner.gateways.contains_key(&to) {
+                self.at_gateway(inner, to, packet);
+            } else if let Some(destination) = inner.endpoints.get_mut(&to) {
+                destination.receive(packet);
+            }
+        }
     }
 
     /// The network's clock, in smoltcp's terms.

@@ -270,7 +270,8 @@ impl GuestNet {
 
     /// Receives bytes on a connection; 0 means the peer closed.
     pub async fn recv(&self, handle: i32, max: usize, wait: Wait) -> Result<Vec<u8>, NetError> {
-        let mut buf = vec![0; max.min(1 << 20)];
+        let max = max.min(1 << 20);
+        let mut buf = Vec::new();
         let n = self
             .run(wait, |inner, instance| {
                 let (nic, id) = stream(inner, instance, handle)?;
@@ -278,6 +279,10 @@ impl GuestNet {
                     .endpoints
                     .get_mut(&nic)
                     .ok_or(NetError::Code(errno::CONNECTION_RESET))?;
+                // As much room as there is to read (at least a byte, so
+                // that EOF and errors are told), not `max` zeroed bytes.
+                let ready = endpoint.tcp_recv_queue(id).unwrap_or(0);
+                buf.resize(ready.max(1).min(max), 0);
                 Ok(endpoint.tcp_recv(id, &mut buf)?)
             })
             .await?;
@@ -419,6 +424,22 @@ impl GuestNet {
         .await
     }
 
+    /// Hands an IPv4 datagram, as the guest built it, to the router on the
+    /// instance's first record, as if its endpoint had sent it: the router
+    /// checks its source, its groups and its form, and counts what it
+    /// drops. A dropped datagram is not an error, as on a wire.
+    pub async fn send_raw(&self, datagram: &[u8]) -> Result<(), NetError> {
+        self.run(Wait::No, |inner, instance| {
+            let nic = *held(inner, instance)
+                .first()
+                .ok_or(NetError::Code(errno::NO_NETWORK))?;
+            let now = self.network.now();
+            self.network.route_datagram(inner, now, nic, datagram);
+            Ok(())
+        })
+        .await
+    }
+
     /// The instance's addresses, primary of each record first.
     pub fn interfaces(&self) -> Vec<Ipv4Addr> {
         let inner = self.network.lock();
@@ -510,6 +531,36 @@ fn bind_everywhere(
         }
     }
     Ok(parts)
+}
+
+/// Binds `local` on the one record `nic` only, as a TCP listener (`tcp`) or
+/// a UDP socket: how a gateway's transparent endpoint takes a destination
+/// a guest asked for.
+pub(super) fn bind_on(
+    inner: &mut Inner,
+    instance: &str,
+    nic: NicId,
+    local: SocketAddrV4,
+    tcp: bool,
+) -> Result<i32, NetError> {
+    let endpoint = inner
+        .endpoints
+        .get_mut(&nic)
+        .ok_or(NetError::Code(errno::NO_NETWORK))?;
+    let socket = if tcp {
+        let id = endpoint.tcp_listen(local)?;
+        GuestSocket::Listener {
+            local,
+            parts: vec![(nic, id)],
+        }
+    } else {
+        let id = endpoint.udp_bind(local)?;
+        GuestSocket::Udp {
+            local,
+            parts: vec![(nic, id)],
+        }
+    };
+    insert(inner, instance, socket)
 }
 
 /// Registers a guest socket; refused past `weft_abi::net::MAX_SOCKETS` per

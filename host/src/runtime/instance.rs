@@ -2,6 +2,7 @@
 //! under its limits, its stdout kept as one `Bytes`.
 
 use super::failure::{Failure, Interrupt};
+use super::input::InputSource;
 use super::limits::{Limiter, Limits};
 use super::stdio::{LineSink, LineStream, OutputSink, StreamKind, WhenFull};
 use super::{LoadedModule, Runtime};
@@ -14,7 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// A globally unique instance id, `inst-<16 hex digits>`.
@@ -230,6 +230,10 @@ pub struct State {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) log: GuestLog,
     pub(crate) net: Option<crate::network::GuestNet>,
+    /// Input, output region and calls of `weft:chain`.
+    pub(crate) chain: crate::chain::GuestChain,
+    /// The instance's place in a mesh job, when it has one.
+    pub(crate) mesh: Option<crate::mesh::Member>,
     limiter: Limiter,
     deadline: Option<Instant>,
     cancel: Option<Cancel>,
@@ -252,10 +256,118 @@ impl State {
             wasi: WasiCtxBuilder::new().build_p1(),
             log: GuestLog::new(InstanceId::new(), "".into()),
             net: None,
+            chain: crate::chain::GuestChain::default(),
+            mesh: None,
             limiter: Limiter::new(&Limits::default()),
             deadline: None,
             cancel: None,
         }
+    }
+
+    /// When the instance's deadline passes, if it has one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The token that stops the instance from outside, if any.
+    pub(crate) fn cancel(&self) -> Option<&Cancel> {
+        self.cancel.as_ref()
+    }
+}
+
+/// An instance created from a pooled slot and instantiated, whose `_start`
+/// has not run yet: what a chain keeps warm for its next step.
+/// [`Prepared::run`] runs it; dropping it frees the slot.
+pub struct Prepared {
+    parts: Parts,
+    start: wasmtime::TypedFunc<(), ()>,
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("instance", &self.parts.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an instance's end is reported from.
+struct Parts {
+    store: Store<State>,
+    instance: InstanceId,
+    limits: Limits,
+    stdout: Option<OutputSink>,
+    stderr: Option<OutputSink>,
+    lines: Vec<LineStream>,
+    started: Instant,
+    metering: bool,
+}
+
+impl Prepared {
+    /// The instance's id.
+    pub fn instance(&self) -> &InstanceId {
+        &self.parts.instance
+    }
+
+    /// Replaces the instance's input (stdin and `weft:chain` input); for an
+    /// instance prepared before its input existed.
+    pub fn set_input(&mut self, input: Bytes) {
+        self.parts.store.data_mut().chain.set_input(input);
+    }
+
+    /// Starts the instance's clock now: its deadline and reported duration
+    /// count from here rather than from when it was prepared.
+    pub fn start_clock(&mut self) {
+        let now = Instant::now();
+        self.parts.started = now;
+        self.parts.store.data_mut().deadline = self.parts.limits.timeout.map(|t| now + t);
+    }
+
+    /// Lowers the instance's deadline to `deadline` (e.g. a chain's own).
+    pub fn cap_deadline(&mut self, deadline: Instant) {
+        let state = self.parts.store.data_mut();
+        let capped = state.deadline.map_or(deadline, |d| d.min(deadline));
+        state.deadline = Some(capped);
+        // What a deadline failure reports as the time the instance had.
+        self.parts.limits.timeout = Some(capped.saturating_duration_since(self.parts.started));
+    }
+
+    /// Sets how deep in `weft:chain` calls this instance runs.
+    pub(crate) fn set_call_depth(&mut self, depth: u32) {
+        self.parts.store.data_mut().chain.set_depth(depth);
+    }
+
+    /// Stops the instance when `cancel` fires.
+    pub fn set_cancel(&mut self, cancel: Cancel) {
+        self.parts.store.data_mut().cancel = Some(cancel);
+    }
+
+    /// Makes the instance a member of a mesh job: its `weft:mesh` calls act
+    /// on `member`.
+    pub(crate) fn set_mesh(&mut self, member: crate::mesh::Member) {
+        self.parts.store.data_mut().mesh = Some(member);
+    }
+
+    /// Runs `_start` to completion.
+    pub async fn run(self) -> Result<Outcome, Box<Failed>> {
+        let Prepared { mut parts, start } = self;
+        let deadline = parts.store.data().deadline;
+        let call = start.call_async(&mut parts.store, ());
+        // The epoch callback enforces the deadline while wasm runs; this
+        // backstop also covers a guest blocked in a host call (e.g. reading an
+        // inherited stdin that never closes).
+        let result = match deadline {
+            Some(deadline) => {
+                let backstop =
+                    tokio::time::Instant::from_std(deadline + Duration::from_millis(250));
+                match tokio::time::timeout_at(backstop, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Interrupt::Deadline.into()),
+                }
+            }
+            None => call.await,
+        };
+        parts.finish(result)
     }
 }
 
@@ -280,6 +392,35 @@ impl Runtime {
         invocation: Invocation,
         instance: InstanceId,
     ) -> Result<Outcome, Box<Failed>> {
+        self.prepare(module, invocation, instance)
+            .await?
+            .run()
+            .await
+    }
+
+    /// [`Runtime::invoke_as`] for a member of a mesh job (a rank or its
+    /// controller).
+    pub(crate) async fn invoke_member(
+        &self,
+        module: &LoadedModule,
+        invocation: Invocation,
+        instance: InstanceId,
+        member: crate::mesh::Member,
+    ) -> Result<Outcome, Box<Failed>> {
+        let mut prepared = self.prepare(module, invocation, instance).await?;
+        prepared.set_mesh(member);
+        prepared.run().await
+    }
+
+    /// Creates and instantiates an instance of `module` for `invocation`
+    /// without running it. Its deadline counts from now unless
+    /// [`Prepared::start_clock`] moves it.
+    pub async fn prepare(
+        &self,
+        module: &LoadedModule,
+        invocation: Invocation,
+        instance: InstanceId,
+    ) -> Result<Prepared, Box<Failed>> {
         let started = Instant::now();
         let limits = invocation.limits.clone();
         let fail = |failure: Failure| {
@@ -310,7 +451,7 @@ impl Runtime {
             return Err(fail(Failure::NoEntryPoint));
         };
 
-        let (wasi, stdout, stderr, lines) = match wasi_context(&invocation) {
+        let (wasi, input, stdout, stderr, lines) = match wasi_context(&invocation) {
             Ok(parts) => parts,
             Err(error) => {
                 return Err(fail(Failure::Host {
@@ -321,6 +462,8 @@ impl Runtime {
         let state = State {
             wasi,
             net: invocation.net.clone(),
+            chain: crate::chain::GuestChain::new(input, limits.output, self.chain_calls()),
+            mesh: None,
             log: match &invocation.stdio {
                 Stdio::Lines(sink) => {
                     GuestLog::new(instance.clone(), invocation.program.as_str().into())
@@ -355,29 +498,61 @@ impl Runtime {
             }
         });
 
-        let run = async {
+        let instantiated = async {
             let instance = module.pre.instantiate_async(&mut store).await?;
             let func = instance
                 .get_module_export(&mut store, &start)
                 .and_then(|export| export.into_func())
                 .ok_or_else(|| wasmtime::format_err!("`_start` is not a function"))?;
-            let func = func.typed::<(), ()>(&store)?;
-            func.call_async(&mut store, ()).await
+            func.typed::<(), ()>(&store)
+        }
+        .await;
+        let parts = Parts {
+            store,
+            instance,
+            limits,
+            stdout,
+            stderr,
+            lines,
+            started,
+            metering: self.config().metering,
         };
-        // The epoch callback enforces the deadline while wasm runs; this
-        // backstop also covers a guest blocked in a host call (e.g. reading an
-        // inherited stdin that never closes).
-        let result = match limits.timeout {
-            Some(timeout) => {
-                match tokio::time::timeout(timeout + Duration::from_millis(250), run).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Interrupt::Deadline.into()),
-                }
-            }
-            None => run.await,
-        };
+        match instantiated {
+            Ok(start) => Ok(Prepared { parts, start }),
+            Err(error) => match parts.finish(Err(error)) {
+                Err(failed) => Err(failed),
+                // `finish` reports an error as a failure, or as an exit.
+                Ok(outcome) => Err(Box::new(Failed {
+                    instance: outcome.instance,
+                    failure: Failure::Instantiate {
+                        message: format!("exited with code {}", outcome.exit_code),
+                    },
+                    stderr: outcome.stderr,
+                    logs: outcome.logs,
+                    backtrace: None,
+                    duration: outcome.duration,
+                })),
+            },
+        }
+    }
+}
 
-        let fuel_used = match (self.config().metering, limits.fuel) {
+impl Parts {
+    /// Reports how the instance ended, and frees its slot, unless its output
+    /// is a region of its memory: then the output `Bytes` holds the slot
+    /// until its last user lets go (see `chain::held`).
+    fn finish(self, result: wasmtime::Result<()>) -> Result<Outcome, Box<Failed>> {
+        let Parts {
+            mut store,
+            instance,
+            limits,
+            stdout,
+            stderr,
+            lines,
+            started,
+            metering,
+        } = self;
+        let fuel_used = match (metering, limits.fuel) {
             (true, Some(fuel)) => store.get_fuel().ok().map(|left| fuel - left),
             _ => None,
         };
@@ -386,38 +561,61 @@ impl Runtime {
             &mut store.data_mut().log,
             GuestLog::new(instance.clone(), "".into()),
         );
+        let output_overflowed = stdout.as_ref().is_some_and(OutputSink::overflowed)
+            || store.data().chain.output_overflowed();
+        let exit = match result {
+            Ok(()) => Ok(0),
+            Err(error) => match error.downcast_ref::<I32Exit>() {
+                Some(exit) if !output_overflowed => Ok(exit.0),
+                _ => Err(error),
+            },
+        };
         // Dropping the store returns the instance's slot to the pool and
-        // releases the last other handle on the output buffers.
-        drop(store);
+        // releases the last other handle on the output buffers; an output
+        // region keeps the store alive inside the output instead.
+        let region = match exit {
+            Ok(_) => crate::chain::held::take_output(store),
+            Err(_) => {
+                drop(store);
+                None
+            }
+        };
         for stream in lines {
             stream.flush_partial();
         }
         let duration = started.elapsed();
-        let output_overflowed = stdout.as_ref().is_some_and(OutputSink::overflowed);
-        let output = stdout.map(OutputSink::into_bytes).unwrap_or_default();
+        let written = stdout.map(OutputSink::into_bytes).unwrap_or_default();
         let stderr = stderr.map(OutputSink::into_bytes).unwrap_or_default();
         let logs = log.into_lines();
 
-        let exit_code = match result {
-            Ok(()) => 0,
-            Err(error) => match error.downcast_ref::<I32Exit>() {
-                Some(exit) if !output_overflowed => exit.0,
-                _ => {
-                    let failure = Failure::classify(&error, &limits, denied, output_overflowed);
-                    let backtrace = error
-                        .downcast_ref::<wasmtime::WasmBacktrace>()
-                        .map(|bt| bt.to_string())
-                        .filter(|bt| !bt.is_empty());
-                    return Err(Box::new(Failed {
-                        instance,
-                        failure,
-                        stderr,
-                        logs,
-                        backtrace,
-                        duration,
-                    }));
-                }
-            },
+        let exit_code = match exit {
+            Ok(code) => code,
+            Err(error) => {
+                let failure = Failure::classify(&error, &limits, denied, output_overflowed);
+                let backtrace = error
+                    .downcast_ref::<wasmtime::WasmBacktrace>()
+                    .map(|bt| bt.to_string())
+                    .filter(|bt| !bt.is_empty());
+                return Err(Box::new(Failed {
+                    instance,
+                    failure,
+                    stderr,
+                    logs,
+                    backtrace,
+                    duration,
+                }));
+            }
+        };
+        let output = match region {
+            None => written,
+            Some(region) if written.is_empty() => region,
+            // Both stdout and a region: the one case that copies.
+            Some(region) => {
+                let mut both = bytes::BytesMut::with_capacity(written.len() + region.len());
+                both.extend_from_slice(&written);
+                both.extend_from_slice(&region);
+                both.freeze()
+            }
         };
         Ok(Outcome {
             instance,
@@ -433,6 +631,7 @@ impl Runtime {
 
 type WasiParts = (
     WasiP1Ctx,
+    Option<InputSource>,
     Option<OutputSink>,
     Option<OutputSink>,
     Vec<LineStream>,
@@ -444,14 +643,17 @@ fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
     argv.push(invocation.program.as_str());
     argv.extend(invocation.args.iter().map(String::as_str));
     builder.args(&argv).envs(&invocation.env);
-    match &invocation.input {
+    let input = match &invocation.input {
         Input::Bytes(bytes) => {
-            builder.stdin(MemoryInputPipe::new(bytes.clone()));
+            let source = InputSource::new(bytes.clone());
+            builder.stdin(source.clone());
+            Some(source)
         }
         Input::Inherit => {
             builder.inherit_stdin();
+            None
         }
-    }
+    };
     let (stdout, stderr, lines) = match &invocation.stdio {
         Stdio::Capture => {
             let stdout = OutputSink::new(invocation.limits.output, WhenFull::Refuse);
@@ -475,5 +677,5 @@ fn wasi_context(invocation: &Invocation) -> anyhow::Result<WasiParts> {
             .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
             .map_err(|e| anyhow::anyhow!("cannot preopen {}: {e:#}", dir.host.display()))?;
     }
-    Ok((builder.build_p1(), stdout, stderr, lines))
+    Ok((builder.build_p1(), input, stdout, stderr, lines))
 }

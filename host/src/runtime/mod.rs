@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod failure;
+pub mod input;
 mod instance;
 pub mod limits;
 mod module;
@@ -20,7 +21,9 @@ pub mod registry;
 pub mod stdio;
 
 pub use failure::Failure;
-pub use instance::{Cancel, Failed, Input, InstanceId, Invocation, Outcome, Preopen, Stdio};
+pub use instance::{
+    Cancel, Failed, Input, InstanceId, Invocation, Outcome, Preopen, Prepared, Stdio,
+};
 pub use limits::Limits;
 pub use module::{LoadError, LoadedModule, Origin};
 
@@ -84,6 +87,9 @@ struct Inner {
     fingerprint: String,
     cache: Option<ArtifactCache>,
     config: RuntimeConfig,
+    /// Where `weft:chain` calls find modules by name; unset, they get
+    /// `UNAVAILABLE` (as under `weft run`).
+    chain_modules: std::sync::OnceLock<std::sync::Weak<dyn crate::chain::Modules>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -131,6 +137,7 @@ impl Runtime {
                 fingerprint,
                 cache,
                 config,
+                chain_modules: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -149,6 +156,18 @@ impl Runtime {
     /// The configuration the runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Lets guests call modules by name (`weft:chain`'s `call`), found in
+    /// `modules`. Set once; later calls are ignored.
+    pub fn set_chain_modules(&self, modules: std::sync::Weak<dyn crate::chain::Modules>) {
+        let _ = self.inner.chain_modules.set(modules);
+    }
+
+    /// What a guest's `weft:chain` call needs, when calls are possible.
+    pub(crate) fn chain_calls(&self) -> Option<crate::chain::Calls> {
+        let modules = self.inner.chain_modules.get()?.clone();
+        Some(crate::chain::Calls::new(self.clone(), modules))
     }
 
     pub(crate) fn linker(&self) -> &Linker<State> {

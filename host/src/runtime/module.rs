@@ -64,7 +64,9 @@ pub enum Origin {
     Cached(Duration),
 }
 
-/// A compiled, pre-linked module, ready to instantiate many times.
+/// A compiled, pre-linked module, ready to instantiate many times. Cheap
+/// to clone: the compiled code is shared.
+#[derive(Clone)]
 pub struct LoadedModule {
     pub(crate) digest: String,
     pub(crate) size: usize,

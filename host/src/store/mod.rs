@@ -26,6 +26,12 @@ const SUBNETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("subnets"
 const GROUPS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("security_groups");
 /// Interface records by id, as JSON.
 const NICS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("nics");
+/// Gateways by id, as JSON.
+const GATEWAYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateways");
+/// Port forwards by id, as JSON.
+const FORWARDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("forwards");
+/// Chain definitions by name, as JSON.
+const CHAINS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("chains");
 
 /// The kinds of JSON object the store keeps by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +44,12 @@ pub enum Kind {
     Nic,
     /// [`ServiceRecord`].
     Service,
+    /// `crate::network::Gateway`.
+    Gateway,
+    /// `crate::network::Forward`.
+    Forward,
+    /// `crate::chain::Definition`, by chain name.
+    Chain,
 }
 
 impl Kind {
@@ -47,6 +59,9 @@ impl Kind {
             Kind::Group => GROUPS,
             Kind::Nic => NICS,
             Kind::Service => SERVICES,
+            Kind::Gateway => GATEWAYS,
+            Kind::Forward => FORWARDS,
+            Kind::Chain => CHAINS,
         }
     }
 }
@@ -131,7 +146,15 @@ impl Store {
         let txn = store.db.begin_write().map_err(db_error)?;
         txn.open_table(MODULES).map_err(db_error)?;
         txn.open_table(BLOBS).map_err(db_error)?;
-        for kind in [Kind::Subnet, Kind::Group, Kind::Nic, Kind::Service] {
+        for kind in [
+            Kind::Subnet,
+            Kind::Group,
+            Kind::Nic,
+            Kind::Service,
+            Kind::Gateway,
+            Kind::Forward,
+            Kind::Chain,
+        ] {
             txn.open_table(kind.table()).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
@@ -275,6 +298,21 @@ impl Store {
             .map_err(db_error)?;
         txn.commit().map_err(db_error)?;
         Ok(())
+    }
+
+    /// The stored object of `kind` with this id.
+    pub fn get<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(kind.table()).map_err(db_error)?;
+        table
+            .get(id)
+            .map_err(db_error)?
+            .map(|value| decode(id, value.value()))
+            .transpose()
     }
 
     /// Every stored object of `kind`, in id order.

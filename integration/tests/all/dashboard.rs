@@ -111,6 +111,27 @@ fn the_dashboard_shows_modules_and_live_invocations() {
         Duration::from_secs(10),
     );
 
+    // With a gateway and a forward, the subnet shows both, the forward as
+    // a link to its URL.
+    let gateway = json("/v1/gateways", &format!(r#"{{"subnet": "{subnet}"}}"#));
+    let gateway = gateway["id"].as_str().unwrap().to_owned();
+    let ip = server.get(&format!("/v1/nics/{nic}")).json()["ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forward = json(
+        "/v1/forwards",
+        &format!(r#"{{"listen": "127.0.0.1:0", "to": "{ip}:80"}}"#),
+    );
+    let forward = forward["id"].as_str().unwrap().to_owned();
+    browser.wait_for(
+        &format!(
+            "!!document.querySelector('#network-body [data-gateway=\"{gateway}\"]') && \
+             !!document.querySelector('#network-body tr[data-forward=\"{forward}\"] a[href^=\"http://127.0.0.1:\"]')"
+        ),
+        Duration::from_secs(10),
+    );
+
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     browser.screenshot(&shot);
     eprintln!("dashboard screenshot: {}", shot.display());

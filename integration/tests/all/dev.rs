@@ -17,13 +17,7 @@ fn write_guest(dir: &Path, body: &str) {
 #[test]
 fn edits_are_rebuilt_and_served_and_broken_ones_are_not() {
     let root = tempfile::tempdir().unwrap();
-    let project = root.path().join("greeter");
-    std::fs::create_dir_all(project.join("src")).unwrap();
-    std::fs::write(
-        project.join("Cargo.toml"),
-        "[package]\nname = \"greeter\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n",
-    )
-    .unwrap();
+    let project = guest_project(root.path(), "greeter", "");
     write_guest(&project, r#"print!("v1");"#);
     std::fs::copy(examples::HELLO, root.path().join("hello.wasm")).unwrap();
 
@@ -75,4 +69,115 @@ fn edits_are_rebuilt_and_served_and_broken_ones_are_not() {
     write_guest(&project, r#"print!("v3");"#);
     dev.wait_for_line("rebuilt greeter", Duration::from_secs(60));
     assert_eq!(invoke(&dev), "v3");
+}
+
+/// A guest Cargo project `name` under `root`, its own workspace, with
+/// `more` appended to its manifest.
+fn guest_project(root: &Path, name: &str, more: &str) -> std::path::PathBuf {
+    let project = root.join(name);
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n{more}"
+        ),
+    )
+    .unwrap();
+    project
+}
+
+/// A guest project that declares itself a service serving port 80.
+fn web_project(root: &Path, label: &str) -> std::path::PathBuf {
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+    let project = guest_project(
+        root,
+        "web",
+        &format!(
+            "\n[dependencies]\nweft-guest = {{ path = {:?} }}\n\n\
+             [package.metadata.weft.service]\nargs = [\"80\", \"{label}\"]\nports = [80]\n",
+            sdk.canonicalize().unwrap()
+        ),
+    );
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/http-server/src/main.rs");
+    std::fs::copy(server, project.join("src/main.rs")).unwrap();
+    project
+}
+
+fn curl(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "5", url])
+        .output()
+        .expect("running curl");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn a_guest_that_serves_a_port_runs_as_a_service_behind_a_loopback_url() {
+    let root = tempfile::tempdir().unwrap();
+    let project = web_project(root.path(), "first");
+    let weft = Weft::new();
+    let dev = weft.start(&[
+        "dev",
+        root.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let lines = dev.wait_for_line("web serves http://", Duration::from_secs(240));
+    let line = lines.last().unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        if let Some(page) = curl(&url).filter(|p| p.contains("first")) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "{url} never served");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.contains("served by"), "{page}");
+    // The forward is in the API (and so on the dashboard).
+    let forwards = dev.get("/v1/forwards").json();
+    assert_eq!(
+        forwards["forwards"].as_array().unwrap().len(),
+        1,
+        "{forwards}"
+    );
+
+    // An edit is rebuilt and the service restarted behind the same URL.
+    let main = std::fs::read_to_string(project.join("src/main.rs")).unwrap();
+    assert!(main.contains("served by"));
+    std::fs::write(
+        project.join("src/main.rs"),
+        main.replace("served by", "edited, served by"),
+    )
+    .unwrap();
+    dev.wait_for_line("rebuilt web", Duration::from_secs(120));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !curl(&url).is_some_and(|p| p.contains("edited, served by")) {
+        assert!(
+            Instant::now() < deadline,
+            "{url} never served the new build"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // So are new arguments.
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        manifest.replace("first", "second"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !curl(&url).is_some_and(|p| p.contains("second")) {
+        assert!(
+            Instant::now() < deadline,
+            "{url} never served the new build"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -2,11 +2,15 @@
 //! the `weft` library, as a user would use them. One binary, a module per
 //! area.
 
+mod chains;
 mod dashboard;
 mod dev;
 mod durability;
 mod examples;
+mod gateway;
+mod hostile;
 mod limits;
+mod mesh;
 mod modules;
 mod network;
 mod run;

@@ -442,6 +442,9 @@ fn health_metrics_openapi_and_events() {
         "/metrics",
         "/v1/services",
         "/v1/services/{id}",
+        "/v1/meshes",
+        "/v1/meshes/{id}",
+        "/v1/meshes/{id}/parent",
         "/v1/subnets",
         "/v1/subnets/{id}",
         "/v1/security-groups",
@@ -453,6 +456,10 @@ fn health_metrics_openapi_and_events() {
         "/v1/nics/{id}/attach",
         "/v1/nics/{id}/detach",
         "/v1/nics/{id}/security-groups",
+        "/v1/gateways",
+        "/v1/gateways/{id}",
+        "/v1/forwards",
+        "/v1/forwards/{id}",
     ] {
         assert!(
             openapi["paths"].get(path).is_some(),

@@ -2,127 +2,10 @@
 //! IP through the router, security groups deciding what passes, and a
 //! record moving between services with its traffic following it.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
-use weft_integration::http::Request;
-use weft_integration::{Served, Weft, examples};
-
-fn post(server: &Served, path: &str, body: Value) -> Value {
-    let text = body.to_string();
-    let response = server.send(
-        Request::new("POST", path)
-            .header("Content-Type", "application/json")
-            .body(text.as_bytes()),
-    );
-    assert!(
-        response.status == 200 || response.status == 201,
-        "POST {path}: {} {}",
-        response.status,
-        response.text()
-    );
-    response.json()
-}
-
-fn deploy(server: &Served, name: &str, path: &str) {
-    let wasm = std::fs::read(path).unwrap();
-    let put = server.send(Request::new("PUT", &format!("/v1/modules/{name}")).body(&wasm));
-    assert!(put.status == 201 || put.status == 200, "{}", put.text());
-}
-
-struct Net {
-    subnet: String,
-}
-
-impl Net {
-    fn new(server: &Served) -> Net {
-        let subnet = post(server, "/v1/subnets", json!({ "cidr": "10.0.1.0/24" }));
-        Net {
-            subnet: subnet["id"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    fn group(&self, server: &Served, ingress: Value) -> String {
-        post(
-            server,
-            "/v1/security-groups",
-            json!({ "name": "g", "ingress": ingress }),
-        )["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// A record; returns (id, ip).
-    fn nic(&self, server: &Served, groups: &[&str]) -> (String, String) {
-        let nic = post(
-            server,
-            "/v1/nics",
-            json!({ "subnet": self.subnet, "security_groups": groups }),
-        );
-        (
-            nic["id"].as_str().unwrap().to_owned(),
-            nic["ip"].as_str().unwrap().to_owned(),
-        )
-    }
-}
-
-fn service(server: &Served, module: &str, args: &[&str], nics: &[&str], restart: &str) -> String {
-    post(
-        server,
-        "/v1/services",
-        json!({ "module": module, "args": args, "nics": nics, "restart": restart }),
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Waits for a `restart: never` service to end, then deletes it (freeing its
-/// records); returns its last exit and its output lines.
-fn finish(server: &Served, id: &str, within: Duration) -> (String, Vec<String>) {
-    let deadline = Instant::now() + within;
-    loop {
-        let status = server.get(&format!("/v1/services/{id}")).json();
-        let state = status["state"].as_str().unwrap_or("").to_owned();
-        if state == "stopped" || state == "failed" {
-            let lines = server
-                .get(&format!("/v1/logs?instance={id}&limit=1000"))
-                .json()["lines"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|l| l["stream"] == "stdout" || l["stream"] == "stderr")
-                .map(|l| l["message"].as_str().unwrap().to_owned())
-                .collect();
-            let deleted = server.send(Request::new("DELETE", &format!("/v1/services/{id}")));
-            assert_eq!(deleted.status, 204);
-            return (status["last_exit"].as_str().unwrap_or("").to_owned(), lines);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} still {state} after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until a server's log says it listens.
-fn listening(server: &Served, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let lines = server.get(&format!("/v1/logs?instance={id}")).json();
-        if lines["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"].as_str().unwrap_or("").contains("listening"))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{id} never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use weft_integration::netkit::{Net, deploy, fetch, finish, listening, post, service};
+use weft_integration::{Weft, examples};
 
 #[test]
 fn two_services_talk_tcp_and_udp_and_large_transfers_arrive_intact() {
@@ -286,20 +169,7 @@ fn a_record_moves_and_its_traffic_follows() {
     listening(&server, &b);
 
     let url = format!("http://{vip_ip}/");
-    let fetch = || {
-        let id = service(&server, "http-client", &[&url], &[&client_nic], "never");
-        let (exit, _) = finish(&server, &id, Duration::from_secs(30));
-        let output = server
-            .get(&format!("/v1/logs?instance={id}&limit=100"))
-            .json()["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["message"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join("\n");
-        (exit, output)
-    };
+    let fetch = || fetch(&server, &client_nic, &url);
     let (exit, page) = fetch();
     assert_eq!(exit, "exit 0", "{page}");
     assert!(page.contains(&format!("served by {a}")), "{page}");

@@ -72,7 +72,11 @@ impl Slots {
     }
 
     /// A TCP socket with the endpoint's buffers: Nagle off (the guest
-    /// decides when to write), no keep-alive, no idle timeout.
+    /// decides when to write), ACKs delayed 1 ms rather than smoltcp's 10
+    /// (a kernel sender over a TUN device went at half speed waiting for
+    /// them; with no delay at all, a lost window update could leave both
+    /// sides waiting with no timer armed, which the loss simulation
+    /// caught), no keep-alive, no idle timeout.
     pub(super) fn new_tcp(&self) -> tcp::Socket<'static> {
         let size = self.limits.tcp_buffer;
         let mut socket = tcp::Socket::new(
@@ -80,6 +84,7 @@ impl Slots {
             tcp::SocketBuffer::new(vec![0; size]),
         );
         socket.set_nagle_enabled(false);
+        socket.set_ack_delay(Some(smoltcp::time::Duration::from_millis(1)));
         socket.set_keep_alive(None);
         socket.set_timeout(None);
         socket

@@ -20,7 +20,7 @@ use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
 
 pub(super) use self::backlog::Listener;
 pub(super) use self::upkeep::Closing;
-use self::upkeep::retire;
+use self::upkeep::{reclaim_time_wait, retire};
 #[cfg(doc)]
 use super::HANDSHAKE_TIMEOUT;
 use super::slots::Slots;
@@ -126,7 +126,7 @@ impl Endpoint {
     /// for [`tcp_accept`](Self::tcp_accept). The backlog's sockets count
     /// against the limit; one free slot is enough to listen.
     pub fn tcp_listen(&mut self, local: SocketAddrV4) -> Result<SocketId, SocketError> {
-        if !self.slots.has_room() {
+        if !self.has_room() {
             return Err(self.refuse());
         }
         if local.port() == 0 {
@@ -138,7 +138,7 @@ impl Endpoint {
         }
         self.check_id()?;
         let mut listener = Listener::new(local);
-        listener.refill(&mut self.slots, self.limits.backlog);
+        listener.refill(&mut self.slots, &mut self.closing, self.limits.backlog);
         let id = self.take_id();
         self.entries.insert(id, Entry::Listener(listener));
         Ok(id)
@@ -177,7 +177,7 @@ impl Endpoint {
         let Some(entry) = ready.and_then(|at| l.pending.remove(at)) else {
             return Err(SocketError::WouldBlock);
         };
-        l.refill(slots, limits.backlog);
+        l.refill(slots, closing, limits.backlog);
         let socket = slots.tcp_ref(entry.handle);
         let (Some(local), Some(remote)) =
             (v4(socket.local_endpoint()), v4(socket.remote_endpoint()))
@@ -208,7 +208,7 @@ impl Endpoint {
         remote: SocketAddrV4,
         local_port: Option<u16>,
     ) -> Result<SocketId, SocketError> {
-        if !self.slots.has_room() {
+        if !self.has_room() {
             return Err(self.refuse());
         }
         self.check_remote(remote)?;
@@ -225,9 +225,21 @@ impl Endpoint {
                 port
             }
             _ => {
-                let taken = self.tcp_ports();
-                self.ephemeral(&taken)
-                    .ok_or(SocketError::AddressNotAvailable)?
+                let taken = self.tcp_ports(true);
+                match self.ephemeral(&taken) {
+                    Some(port) => port,
+                    None => {
+                        // Every port is held. As Linux's `tcp_tw_reuse`,
+                        // take one only a TIME-WAIT socket holds: on this
+                        // network no old segment can still be on its way.
+                        let live = self.tcp_ports(false);
+                        let port = self
+                            .ephemeral(&live)
+                            .ok_or(SocketError::AddressNotAvailable)?;
+                        self.abort_closing(|held| held.port() == port);
+                        port
+                    }
+                }
             }
         };
         let local = SocketAddrV4::new(ip, port);
@@ -316,6 +328,12 @@ impl Endpoint {
         }
     }
 
+    /// Bytes received on a connection and not read yet.
+    pub fn tcp_recv_queue(&self, socket: SocketId) -> Result<usize, SocketError> {
+        let conn = self.conn(socket)?;
+        Ok(self.slots.tcp_ref(conn.handle).recv_queue())
+    }
+
     /// Half-closes the sending side: a FIN follows the data already sent.
     /// [`SocketError::NotConnected`] while the handshake is not done.
     pub fn tcp_shutdown(&mut self, socket: SocketId) -> Result<(), SocketError> {
@@ -360,7 +378,7 @@ impl Endpoint {
     /// Whether a listener, or an actively opened socket (closing ones too),
     /// holds `local`'s port on an overlapping address. Accepted
     /// connections do not hold their listener's port.
-    fn tcp_port_taken(&self, local: SocketAddrV4) -> bool {
+    pub(super) fn tcp_port_taken(&self, local: SocketAddrV4) -> bool {
         let held = self.entries.values().any(|entry| match entry {
             Entry::Listener(l) => l.failure.is_none() && overlap(l.local, local),
             Entry::Tcp(c) => {
@@ -374,8 +392,9 @@ impl Endpoint {
             .any(|c| c.holds.is_some_and(|held| overlap(held, local)))
     }
 
-    /// Every local port a TCP socket uses, for picking an ephemeral one.
-    fn tcp_ports(&self) -> HashSet<u16> {
+    /// Every local port a TCP socket uses, for picking an ephemeral one;
+    /// sockets in TIME-WAIT only if `time_wait`.
+    fn tcp_ports(&self, time_wait: bool) -> HashSet<u16> {
         let mut ports: HashSet<u16> = self
             .entries
             .values()
@@ -388,6 +407,7 @@ impl Endpoint {
         ports.extend(
             self.closing
                 .iter()
+                .filter(|c| time_wait || self.slots.tcp_ref(c.handle()).state() != State::TimeWait)
                 .filter_map(|c| c.holds.map(|h| h.port())),
         );
         ports

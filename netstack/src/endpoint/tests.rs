@@ -63,7 +63,7 @@ impl Pair {
                 let dst = Flow::parse(&datagram).unwrap().0.dst;
                 if self.a.addresses().contains(&dst) {
                     self.a.receive(&datagram);
-                } else if self.b.addresses().contains(&dst) {
+                } else if self.b.addresses().contains(&dst) || self.b.transparent {
                     self.b.receive(&datagram);
                 }
                 self.log.push(datagram);
@@ -789,4 +789,101 @@ fn endpoints_can_move_between_threads() {
     assert_send::<Endpoint>();
     assert_send::<SocketId>();
     assert_send::<SocketError>();
+}
+
+#[test]
+fn a_transparent_endpoint_terminates_connections_to_any_address() {
+    let mut pair = Pair::with(&[A], &[GATEWAY], small());
+    let outside = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 7), 443);
+    // Not transparent: neither binding nor receiving another address.
+    assert_eq!(
+        pair.b.tcp_listen(outside),
+        Err(SocketError::AddressNotAvailable)
+    );
+    pair.b.set_transparent(true);
+    let listener = pair.b.tcp_listen(outside).unwrap();
+    assert!(pair.b.port_in_use(true, outside));
+    assert!(
+        !pair
+            .b
+            .port_in_use(true, SocketAddrV4::new(outside.ip().to_owned(), 444))
+    );
+    let client = pair.a.tcp_connect(outside, None).unwrap();
+    pair.settle();
+    assert_eq!(pair.a.tcp_connected(client), Ok(true));
+    let (server, peer) = pair.b.tcp_accept(listener).unwrap();
+    assert_eq!(peer.ip(), &A);
+    // The answer comes from the address the client asked for.
+    assert_eq!(pair.b.local_addr(server), Ok(outside));
+    assert_eq!(pair.a.tcp_send(client, b"through"), Ok(7));
+    pair.settle();
+    let mut buf = [0; 16];
+    assert_eq!(pair.b.tcp_recv(server, &mut buf), Ok(7));
+    assert_eq!(&buf[..7], b"through");
+    // Loopback and broadcast are never a host's.
+    assert_eq!(
+        pair.b
+            .tcp_listen(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80)),
+        Err(SocketError::AddressNotAvailable)
+    );
+}
+
+#[test]
+fn sockets_waiting_in_time_wait_give_their_slots_to_new_ones() {
+    let limits = Limits {
+        max_sockets: 24,
+        ..small()
+    };
+    let mut pair = Pair::new(limits);
+    let listener = pair
+        .b
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+        .unwrap();
+    // Four times as many connections as sockets, each closed first by the
+    // client, whose socket then waits in TIME-WAIT longer than the run.
+    for n in 0..4 * limits.max_sockets {
+        let client = pair
+            .a
+            .tcp_connect(SocketAddrV4::new(B, 80), None)
+            .unwrap_or_else(|e| panic!("connection {n}: {e:?}"));
+        pair.settle();
+        assert_eq!(pair.a.tcp_connected(client), Ok(true), "connection {n}");
+        let (server, _) = pair.b.tcp_accept(listener).unwrap();
+        pair.a.close(client).unwrap();
+        pair.settle();
+        pair.b.close(server).unwrap();
+        pair.settle();
+        assert!(pair.a.socket_count() <= limits.max_sockets);
+    }
+    assert_eq!(pair.a.stats().sockets_refused, 0);
+    // Live sockets are never reclaimed: past the limit, a new one is refused.
+    let held: Vec<SocketId> = (0..limits.max_sockets)
+        .map_while(|_| pair.a.udp_bind(SocketAddrV4::new(A, 0)).ok())
+        .collect();
+    assert!(!held.is_empty());
+    assert_eq!(
+        pair.a.udp_bind(SocketAddrV4::new(A, 0)),
+        Err(SocketError::Limit)
+    );
+}
+
+#[test]
+fn time_wait_is_bounded() {
+    let mut pair = Pair::new(small());
+    let listener = pair
+        .b
+        .tcp_listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80))
+        .unwrap();
+    for _ in 0..MAX_TIME_WAIT + 20 {
+        let client = pair.a.tcp_connect(SocketAddrV4::new(B, 80), None).unwrap();
+        pair.settle();
+        let (server, _) = pair.b.tcp_accept(listener).unwrap();
+        pair.a.close(client).unwrap();
+        pair.settle();
+        pair.b.close(server).unwrap();
+        pair.settle();
+    }
+    // Only the client closed first, so only it waits in TIME-WAIT: at most
+    // the bound of them remain.
+    assert_eq!(pair.a.socket_count(), MAX_TIME_WAIT);
 }

@@ -31,7 +31,7 @@ impl Endpoint {
     /// Binds a UDP socket to `local` (`0.0.0.0`: every address of this
     /// endpoint; port 0: an ephemeral port, see [`local_addr`](Self::local_addr)).
     pub fn udp_bind(&mut self, local: SocketAddrV4) -> Result<SocketId, SocketError> {
-        if !self.slots.has_room() {
+        if !self.has_room() {
             return Err(self.refuse());
         }
         self.check_local(*local.ip())?;
@@ -132,7 +132,7 @@ impl Endpoint {
         }
     }
 
-    fn udp_port_taken(&self, local: SocketAddrV4) -> bool {
+    pub(super) fn udp_port_taken(&self, local: SocketAddrV4) -> bool {
         self.entries.values().any(|entry| {
             matches!(entry, Entry::Udp(b) if b.failure.is_none()
                 && b.local.port() == local.port()

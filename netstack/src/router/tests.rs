@@ -404,6 +404,45 @@ fn routes_and_the_destination_check() {
 }
 
 #[test]
+fn gateways_route_by_source_block() {
+    let mut net = Net::new(Config::default());
+    let client = net.attach(2, net.open);
+    let mut gateway = net.record(1, net.open);
+    gateway.set_source_dest_check(false);
+    net.router.attach(&gateway).unwrap();
+    let outside = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 443);
+    let out = tcp(sa(2, 1000), outside, TcpFlags::SYN);
+    assert_eq!(net.send(0, client, &out), Err(DropReason::NoRoute));
+
+    let subnet: Cidr = "10.0.1.0/24".parse().unwrap();
+    assert_eq!(net.router.set_gateway(subnet, gateway.id()), Ok(None));
+    assert_eq!(net.send(0, client, &out), Ok(gateway.id()));
+    // Answers from the outside come back in through the gateway.
+    let back = tcp(outside, sa(2, 1000), TcpFlags::SYN_ACK);
+    assert_eq!(net.send(0, gateway.id(), &back), Ok(client));
+    // A source outside the block has no gateway; nor does the gateway
+    // route back to itself.
+    assert_eq!(
+        net.send(0, gateway.id(), &tcp(outside, sa(9, 1), TcpFlags::SYN)),
+        Err(DropReason::NoRoute)
+    );
+    // A static route for the destination wins over the source's gateway.
+    let other = net.attach(3, net.open);
+    let block: Cidr = "192.0.2.0/24".parse().unwrap();
+    net.router.set_route(block, other).unwrap();
+    assert_eq!(
+        net.send(0, client, &tcp(sa(2, 1001), outside, TcpFlags::SYN)),
+        Err(DropReason::DestinationCheck)
+    );
+    net.router.remove_route(block);
+    assert_eq!(net.router.remove_gateway(subnet), Some(gateway.id()));
+    assert_eq!(
+        net.send(0, client, &tcp(sa(2, 1002), outside, TcpFlags::SYN)),
+        Err(DropReason::NoRoute)
+    );
+}
+
+#[test]
 fn ping_and_related_errors() {
     let mut net = Net::new(Config::default());
     let (a, b) = (net.attach(2, net.closed), net.attach(3, net.closed));

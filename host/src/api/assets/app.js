@@ -1240,8 +1240,9 @@ weft.panels.register({
 });
 
 /* ------------------------------------------------------------- network */
-// The virtual network's topology: each subnet with its interface records,
-// which instance holds each, and live port counters. Polled every 2 s.
+// The virtual network's topology: each subnet with its gateway and port
+// forwards, its interface records, which instance holds each, and live
+// counters. Polled every 2 s.
 weft.panels.register({
   id: 'network',
   title: 'Network',
@@ -1267,9 +1268,53 @@ weft.panels.register({
         h('td', { class: 'num mono', title: JSON.stringify(c.drops || {}) }, String(c.dropped || 0)));
     }
 
+    // Whether dotted-quad `ip` is inside `cidr` (a.b.c.d/n).
+    function inCidr(ip, cidr) {
+      const toInt = (text) => text.split('.').reduce((acc, part) => (acc * 256) + Number(part), 0);
+      const [base, bits] = cidr.split('/');
+      const size = 2 ** (32 - Number(bits));
+      return Math.floor(toInt(ip) / size) === Math.floor(toInt(base) / size);
+    }
+
+    function gatewayLine(g) {
+      const c = g.counters || {};
+      const parts = [`NAT ${g.nat ? 'on' : 'off'}`];
+      if (g.tun) parts.push(`TUN ${g.tun} (in ${c.tun_in || 0}, out ${c.tun_out || 0})`);
+      if (g.nat) parts.push(`${(c.nat_tcp || 0) + (c.nat_udp || 0)} NAT flows, ${c.nat_denied || 0} refused`);
+      return h('p', { class: 'gateway-line', 'data-gateway': g.id },
+        h('span', { class: `badge ${g.status === 'up' ? 'badge-ok' : 'badge-fail'}`, title: g.status }, g.status === 'up' ? 'gateway' : 'gateway down'),
+        ' ', h('span', { class: 'mono', title: g.id }, fmt.shortId(g.id)), '  ', parts.join(' · '));
+    }
+
+    function forwardRow(f) {
+      const c = f.counters || {};
+      const url = `http://${f.listen}/`;
+      const listen = f.proto === 'tcp'
+        ? h('a', { href: url, target: '_blank', rel: 'noopener', class: 'mono' }, url)
+        : h('span', { class: 'mono' }, `udp ${f.listen}`);
+      return h('tr', { 'data-forward': f.id },
+        h('td', null, listen),
+        h('td', { class: 'mono strong' }, f.to),
+        h('td', { class: 'num mono' }, String(c.connections || 0)),
+        h('td', { class: 'num mono' }, String(c.active || 0)),
+        h('td', { class: 'num mono' }, String(c.refused || 0)),
+        h('td', { class: 'num mono' }, fmt.bytes(c.bytes_in || 0)),
+        h('td', { class: 'num mono' }, fmt.bytes(c.bytes_out || 0)),
+        h('td', { title: f.status }, f.status));
+    }
+
+    function forwardsTable(forwards) {
+      return h('div', { class: 'table-wrap' }, h('table', { class: 'table forwards' },
+        h('thead', null, h('tr', null,
+          h('th', null, 'forward'), h('th', null, 'to'), h('th', { class: 'num' }, 'conns'), h('th', { class: 'num' }, 'active'),
+          h('th', { class: 'num' }, 'refused'), h('th', { class: 'num' }, 'in'), h('th', { class: 'num' }, 'out'), h('th', null, 'status'))),
+        h('tbody', null, ...forwards.map(forwardRow))));
+    }
+
     async function refresh() {
       try {
-        const [subnets, nics] = await Promise.all([weft.api('/v1/subnets'), weft.api('/v1/nics')]);
+        const [subnets, nics, gateways, forwards] = await Promise.all([
+          weft.api('/v1/subnets'), weft.api('/v1/nics'), weft.api('/v1/gateways'), weft.api('/v1/forwards')]);
         const list = subnets.subnets || [];
         count.textContent = `${list.length} subnets · ${(nics.nics || []).length} records`;
         if (!list.length) {
@@ -1278,8 +1323,12 @@ weft.panels.register({
         }
         body.replaceChildren(...list.map((s) => {
           const members = (nics.nics || []).filter((n) => n.subnet === s.id);
+          const gateway = (gateways.gateways || []).find((g) => g.subnet === s.id);
+          const carried = (forwards.forwards || []).filter((f) => inCidr(f.to.split(':')[0], s.cidr));
           return h('div', { class: 'subnet', 'data-subnet': s.id },
             h('h3', { class: 'subnet-title mono' }, `${s.cidr}`, h('span', { class: 'muted' }, `  gateway ${s.gateway}  ${s.name || ''}`)),
+            gateway ? gatewayLine(gateway) : h('p', { class: 'muted' }, 'No gateway: `weft gateway create --subnet ' + s.id + '` joins it to the host.'),
+            carried.length ? forwardsTable(carried) : null,
             h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
               h('thead', null, h('tr', null,
                 h('th', null, 'record'), h('th', null, 'ip'), h('th', null, 'status'), h('th', null, 'held by'),
@@ -1290,6 +1339,201 @@ weft.panels.register({
         body.replaceChildren(h('p', { class: 'panel-error' }, `Could not load the network: ${e.message}`));
       }
     }
+
+    setInterval(refresh, 2000);
+    this.refresh = refresh;
+  },
+});
+
+/* -------------------------------------------------------------- chains */
+// Chains (GET /v1/chains) and their recent runs (GET /v1/chain-runs) with
+// per-step timings: one bar per step, its width the step's share of the
+// run. Refreshed after instance events and every 5 s.
+weft.panels.register({
+  id: 'chains',
+  title: 'Chains',
+  order: 36,
+  wide: true,
+
+  mount(root, ctx) {
+    const { h, fmt, ui } = weft;
+    const count = h('span', { class: 'panel-count' });
+    ctx.tools.append(count);
+    const defs = h('div', { id: 'chains-defs', class: 'chain-defs' });
+    const tbody = h('tbody', { id: 'chain-runs-body' });
+    root.append(defs, h('div', { class: 'table-wrap' },
+      h('table', { class: 'table' },
+        h('thead', null, h('tr', null,
+          h('th', null, 'chain'),
+          h('th', null, 'started'),
+          h('th', { class: 'num' }, 'total'),
+          h('th', null, 'status'),
+          h('th', null, 'steps'))),
+        tbody)));
+
+    function stepBar(step, total, failedAt) {
+      const share = total > 0 ? Math.max(2, Math.round((100 * step.duration_us) / total)) : 0;
+      const failed = failedAt === step.index;
+      return h('span', {
+        class: `chain-step${failed ? ' chain-step-failed' : ''}${step.warm ? ' chain-step-warm' : ''}`,
+        style: `flex-grow: ${share}`,
+        'data-step': step.index,
+        title: `step ${step.index}: ${step.module} · ${fmt.duration(step.duration_us)} · in ${fmt.bytes(step.input_bytes)} · out ${fmt.bytes(step.output_bytes)}${step.warm ? ' · warm' : ''} · ${step.status}`,
+      }, `${step.module} ${fmt.duration(step.duration_us)}`);
+    }
+
+    function runRow(run) {
+      const failedAt = run.failed_step === null || run.failed_step === undefined ? -1 : run.failed_step;
+      const status = run.status === 'ok'
+        ? h('span', { class: 'badge badge-ok' }, 'ok')
+        : h('span', { class: 'badge badge-fail', title: run.reason || '' }, `step ${failedAt} failed`);
+      return h('tr', { 'data-chain-run': run.chain || '(ad hoc)' },
+        h('td', { class: 'mono strong' }, run.chain || '(ad hoc)'),
+        h('td', { class: 'nowrap' }, ui.ago(run.started_ms)),
+        h('td', { class: 'num mono' }, fmt.duration(run.duration_us)),
+        h('td', null, status),
+        h('td', null, h('div', { class: 'chain-steps' }, ...(run.steps || []).map((s) => stepBar(s, run.duration_us, failedAt)))));
+    }
+
+    function defLine(chain) {
+      const steps = (chain.steps || []).map((s) => (s.args && s.args.length ? `${s.module}:${s.args.join(',')}` : s.module));
+      return h('p', { class: 'chain-def', 'data-chain': chain.name },
+        h('span', { class: 'mono strong' }, chain.name), '  ', h('span', { class: 'mono muted' }, steps.join(' → ')));
+    }
+
+    async function refresh() {
+      try {
+        const [chains, runs] = await Promise.all([weft.api('/v1/chains'), weft.api('/v1/chain-runs?limit=20')]);
+        const list = chains.chains || [];
+        const recent = runs.runs || [];
+        count.textContent = `${list.length} chains · ${recent.length} recent runs`;
+        defs.replaceChildren(...(list.length
+          ? list.map(defLine)
+          : [h('p', { class: 'muted' }, 'No chains. Define one with `weft chain create NAME MOD1 MOD2 …`.')]));
+        tbody.replaceChildren(...(recent.length ? recent.map(runRow) : [ui.emptyRow(5, 'No runs yet.')]));
+      } catch (e) {
+        tbody.replaceChildren(ui.emptyRow(5, `Could not load chains: ${e.message}`, 'error'));
+      }
+    }
+
+    let pending = null;
+    function soon() {
+      if (pending) return;
+      pending = setTimeout(() => { pending = null; refresh(); }, 300);
+    }
+    weft.events.on('finished', soon);
+    setInterval(refresh, 5000);
+    this.refresh = refresh;
+  },
+});
+
+/* -------------------------------------------------------------- meshes */
+// Mesh jobs (GET /v1/meshes): each mesh with its parent, subnet and how it
+// ended; its ranks with their state, counters and mailbox depth; and the
+// traffic between ranks as a matrix of bytes (the parent last). A running
+// mesh can be stopped. Polled every 2 s.
+weft.panels.register({
+  id: 'meshes',
+  title: 'Meshes',
+  order: 38,
+  wide: true,
+
+  mount(root, ctx) {
+    const { h, fmt, ui } = weft;
+    const count = h('span', { class: 'panel-count' });
+    ctx.tools.append(count);
+    const body = h('div', { id: 'meshes-body' });
+    root.append(body);
+
+    const BADGE = { running: 'badge-running', exited: 'badge-ok', stopped: 'badge-warn', failed: 'badge-fail', starting: '' };
+
+    function rankState(r) {
+      const detail = r.state === 'exited' ? `exit ${r.exit_code}`
+        : r.state === 'failed' ? r.reason
+          : r.state === 'stopped' ? `stopped ${fmt.duration(r.stop_latency_us)} after the stop` : r.state;
+      return h('span', { class: `badge ${BADGE[r.state] || ''}`, title: detail }, r.state === 'exited' ? `exit ${r.exit_code}` : r.state);
+    }
+
+    function rankRow(r) {
+      return h('tr', { 'data-rank': String(r.rank), 'data-state': r.state },
+        h('td', { class: 'num mono strong' }, String(r.rank)),
+        h('td', { class: 'mono' }, r.module),
+        h('td', { class: 'mono', title: r.instance }, fmt.shortId(r.instance)),
+        h('td', null, rankState(r)),
+        h('td', { class: 'mono' }, r.addr || '—'),
+        h('td', { class: 'num mono', title: `${r.sent_messages} messages` }, fmt.bytes(r.sent_bytes)),
+        h('td', { class: 'num mono', title: `${r.received_messages} messages` }, fmt.bytes(r.received_bytes)),
+        h('td', { class: 'num mono', title: `most held: ${r.mailbox_high_water} of ${r.mailbox_bound}` },
+          `${r.queued_messages}/${r.mailbox_bound}`));
+    }
+
+    // Bytes between ranks: row = sender, column = receiver; P = the parent.
+    function trafficTable(m) {
+      const n = m.traffic.length;
+      const label = (i) => (i === n - 1 ? 'P' : String(i));
+      const max = Math.max(1, ...m.traffic.flat());
+      return h('div', { class: 'table-wrap' }, h('table', { class: 'table mesh-traffic', 'aria-label': 'bytes from rank (row) to rank (column)' },
+        h('thead', null, h('tr', null, h('th', null, 'from \\ to'), ...m.traffic.map((_, i) => h('th', { class: 'num' }, label(i))))),
+        h('tbody', null, ...m.traffic.map((row, i) => h('tr', null,
+          h('th', { class: 'num' }, label(i)),
+          ...row.map((bytes) => h('td', {
+            class: 'num mono mesh-cell',
+            style: `--heat:${(bytes / max).toFixed(3)}`,
+            title: `${label(i)} → ${bytes} bytes`,
+          }, bytes ? fmt.bytes(bytes) : '·')))))));
+    }
+
+    function meshBlock(m) {
+      const report = m.report;
+      const state = m.state === 'running'
+        ? h('span', { class: 'badge badge-running' }, 'running')
+        : h('span', { class: `badge ${report && report.status === 'ok' ? 'badge-ok' : report && report.status === 'stopped' ? 'badge-warn' : 'badge-fail'}`, title: (report && report.reason) || '' },
+          report ? `${report.status} (exit ${report.exit_code})` : 'ended');
+      const subnet = m.subnet ? `subnet ${m.subnet.cidr}` : 'no subnet';
+      return h('div', { class: 'mesh', 'data-mesh': m.id, 'data-state': m.state },
+        h('h3', { class: 'mesh-title' },
+          h('span', { class: 'mono strong', title: m.id }, m.id), '  ', state,
+          h('span', { class: 'muted' }, `  ${m.size} ranks${m.initial_size != null && m.size > m.initial_size ? ` (${m.size - m.initial_size} joined)` : ''}${m.live != null ? ` · ${m.live} live` : ''} · parent ${m.parent} · on failure ${m.on_failure} · ${subnet} · ${ui.ago(m.created_ms)}`),
+          m.state === 'running'
+            ? h('button', { type: 'button', class: 'btn-link danger', 'data-action': 'stop-mesh', title: `stop ${m.id}` }, 'stop')
+            : null),
+        report && report.reason ? h('p', { class: 'muted mesh-reason' }, report.reason) : null,
+        h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+          h('thead', null, h('tr', null,
+            h('th', { class: 'num' }, 'rank'), h('th', null, 'module'), h('th', null, 'instance'), h('th', null, 'state'),
+            h('th', null, 'address'), h('th', { class: 'num' }, 'sent'), h('th', { class: 'num' }, 'received'),
+            h('th', { class: 'num' }, 'mailbox'))),
+          h('tbody', null, ...m.ranks.map(rankRow)))),
+        m.traffic && m.traffic.length <= 17 ? trafficTable(m) : null);
+    }
+
+    async function refresh() {
+      try {
+        const list = (await weft.api('/v1/meshes')).meshes || [];
+        const running = list.filter((m) => m.state === 'running').length;
+        count.textContent = `${running} running · ${list.length - running} ended`;
+        body.replaceChildren(...(list.length
+          ? list.slice(0, 8).map(meshBlock)
+          : [h('p', { class: 'muted' }, 'No meshes. Run one with `weft mesh run --server URL FILE.wasm --ranks 4`.')]));
+      } catch (e) {
+        body.replaceChildren(h('p', { class: 'panel-error' }, `Could not load meshes: ${e.message}`));
+      }
+    }
+
+    body.addEventListener('click', async (ev) => {
+      const button = ev.target.closest('button[data-action="stop-mesh"]');
+      if (!button) return;
+      const id = button.closest('[data-mesh]').dataset.mesh;
+      if (!confirm(`Stop mesh ${id}? Every rank ends.`)) return;
+      button.disabled = true;
+      try {
+        await weft.api(`/v1/meshes/${encodeURIComponent(id)}`, { method: 'DELETE' });
+        ui.toast(`Stopped ${id}`, 'ok');
+      } catch (e) {
+        ui.toast(`Could not stop ${id}: ${e.message}`, 'error');
+      }
+      refresh();
+    });
 
     setInterval(refresh, 2000);
     this.refresh = refresh;

@@ -15,7 +15,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::State;
 use smoltcp::socket::{AnySocket, tcp};
 
-use super::{Closing, listen_endpoint, retire, v4};
+use super::{Closing, listen_endpoint, reclaim_time_wait, retire, v4};
 use crate::endpoint::slots::Slots;
 use crate::endpoint::{Endpoint, Entry, HANDSHAKE_TIMEOUT, Instant, SocketError};
 
@@ -47,11 +47,16 @@ impl Listener {
     }
 
     /// Adds listening sockets until the backlog is full or the limit reached.
-    pub(super) fn refill(&mut self, slots: &mut Slots, backlog: usize) -> bool {
+    pub(super) fn refill(
+        &mut self,
+        slots: &mut Slots,
+        closing: &mut Vec<Closing>,
+        backlog: usize,
+    ) -> bool {
         let mut added = false;
         while self.failure.is_none()
             && self.listening.len() + self.pending.len() < backlog
-            && slots.has_room()
+            && (slots.has_room() || reclaim_time_wait(slots, closing))
         {
             let mut socket = slots.new_tcp();
             // The port is non-zero and the socket new: cannot fail.
@@ -190,7 +195,7 @@ impl Endpoint {
                 && port.is_none_or(|p| p == l.local.port())
             {
                 changed |= l.sort(slots, closing, *now);
-                changed |= l.refill(slots, limits.backlog);
+                changed |= l.refill(slots, closing, limits.backlog);
             }
         }
         changed

@@ -14,7 +14,9 @@ use smoltcp::socket::tcp::State;
 
 use super::{Conn, Phase, v4};
 use crate::endpoint::slots::Slots;
-use crate::endpoint::{CLOSE_TIMEOUT, Endpoint, Entry, HANDSHAKE_TIMEOUT, Instant, SocketError};
+use crate::endpoint::{
+    CLOSE_TIMEOUT, Endpoint, Entry, HANDSHAKE_TIMEOUT, Instant, MAX_TIME_WAIT, SocketError,
+};
 
 /// A socket closed by its owner, finishing its close in the background.
 #[derive(Debug)]
@@ -24,6 +26,32 @@ pub(in crate::endpoint) struct Closing {
     deadline: Option<Instant>,
     /// The local address it still holds, for an actively opened one.
     pub(super) holds: Option<SocketAddrV4>,
+}
+
+impl Closing {
+    /// Its smoltcp socket.
+    pub(super) fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+}
+
+/// Frees the oldest socket waiting in TIME-WAIT, if any, to make room for
+/// a new one: a socket that has finished its close counts against the
+/// limit only while nothing else needs its slot (Linux keeps TIME-WAIT
+/// apart from its sockets for the same reason). Returns whether one was.
+pub(in crate::endpoint) fn reclaim_time_wait(
+    slots: &mut Slots,
+    closing: &mut Vec<Closing>,
+) -> bool {
+    let Some(at) = closing
+        .iter()
+        .position(|c| slots.tcp_ref(c.handle).state() == State::TimeWait)
+    else {
+        return false;
+    };
+    let handle = closing.remove(at).handle;
+    slots.remove(handle);
+    true
 }
 
 /// Frees a closed socket now, or once its RST is sent.
@@ -41,6 +69,12 @@ pub(super) fn retire(slots: &mut Slots, closing: &mut Vec<Closing>, handle: Sock
 }
 
 impl Endpoint {
+    /// Whether a new socket fits, after reclaiming one in TIME-WAIT if
+    /// need be.
+    pub(in crate::endpoint) fn has_room(&mut self) -> bool {
+        self.slots.has_room() || reclaim_time_wait(&mut self.slots, &mut self.closing)
+    }
+
     /// Brings every connection up to date with its socket.
     pub(in crate::endpoint) fn observe_conns(&mut self) -> bool {
         let mut changed = false;
@@ -119,17 +153,24 @@ impl Endpoint {
     }
 
     /// Frees closed sockets whose close has finished (their RST, if any, sent).
+    /// Beyond [`MAX_TIME_WAIT`] sockets in TIME-WAIT, frees the oldest.
     pub(in crate::endpoint) fn reap_closing(&mut self) -> bool {
         let Endpoint { slots, closing, .. } = self;
         let before = closing.len();
+        let mut time_wait = 0;
         closing.retain(|c| {
             let tcp = slots.tcp_ref(c.handle);
-            let done = tcp.state() == State::Closed && tcp.local_endpoint().is_none();
+            let state = tcp.state();
+            let done = state == State::Closed && tcp.local_endpoint().is_none();
             if done {
                 slots.remove(c.handle);
             }
+            time_wait += usize::from(state == State::TimeWait);
             !done
         });
+        while time_wait > MAX_TIME_WAIT && reclaim_time_wait(slots, closing) {
+            time_wait -= 1;
+        }
         closing.len() != before
     }
 

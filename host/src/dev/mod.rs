@@ -3,7 +3,11 @@
 //! changed, and do it again whenever a source file changes.
 //!
 //! A failed build changes nothing on the server: the last good version keeps
-//! serving, and the compiler's message is printed and published.
+//! serving, and the compiler's message is printed and published. Guests
+//! that declare themselves services run as such, reachable from loopback
+//! ([`services`]).
+
+pub mod services;
 
 use crate::activity::Event;
 use crate::node::Node;
@@ -218,7 +222,12 @@ async fn refresh(node: &Arc<Node>, source: &Source, release: bool, first: bool) 
         }
     };
     let verb = if first { "built" } else { "rebuilt" };
+    let specs = match source {
+        Source::Cargo(dir) => services::specs(dir).await,
+        Source::Wasm(_) => Default::default(),
+    };
     for (name, path) in artifacts {
+        let spec = specs.get(&name);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -229,6 +238,9 @@ async fn refresh(node: &Arc<Node>, source: &Source, release: bool, first: bool) 
         let digest = crate::runtime::digest(&bytes);
         let current = node.registry().record(&name).ok().flatten();
         if current.is_some_and(|record| record.digest == digest) {
+            if let Some(spec) = spec {
+                services::ensure(node, &name, spec, false).await;
+            }
             continue;
         }
         let size = bytes.len();
@@ -247,11 +259,15 @@ async fn refresh(node: &Arc<Node>, source: &Source, release: bool, first: bool) 
             Err(error) => format!("{name}: not deployed: {error}"),
         };
         println!("{line}");
+        let deployed = !line.contains("not deployed");
         node.activity().publish(Event::Built {
-            project: name,
-            ok: !line.contains("not deployed"),
+            project: name.clone(),
+            ok: deployed,
             message: line,
         });
+        if deployed && let Some(spec) = spec {
+            services::ensure(node, &name, spec, true).await;
+        }
     }
 }
 

@@ -1,0 +1,312 @@
+//! The cost of a chain hop through `identity` steps, for payloads from
+//! 0 B to 16 MiB, beside, in the same run: a plain `memcpy` of the same
+//! size (the floor: one copy), a single invocation of the same module (what
+//! a hop may cost above it), and the same hop done the way other hosts do
+//! it, over HTTP on loopback (`POST /v1/modules/identity/invoke`, the
+//! payload out to the instance and back). Prints µs per hop, ns per KiB
+//! (the slope over the 0 B hop), and the ratios. Never passes or fails on
+//! absolute numbers.
+//!
+//! A hop is measured as (T(chain of 6 steps) − T(chain of 1 step)) / 5, so
+//! the request's own fixed costs cancel out.
+//!
+//! Run: `make bench` (or build `examples/` and `cargo bench -p weft-host --bench chain`).
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weft::api::{ServeConfig, Server};
+use weft::chain::{Definition, StepDef};
+use weft::node::{ChainRequest, InvokeRequest, Node, NodeConfig};
+
+const SIZES: [usize; 6] = [0, 64, 4 << 10, 64 << 10, 1 << 20, 16 << 20];
+const LONG: usize = 6;
+/// Bytes moved per measurement, so small payloads get many samples.
+const BUDGET: usize = 256 << 20;
+
+fn samples(size: usize) -> usize {
+    (BUDGET / size.max(1) / LONG).clamp(15, 3000)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn payload(size: usize) -> Bytes {
+    Bytes::from((0..size).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>())
+}
+
+fn chain(node: &Node, steps: usize) -> Definition {
+    let steps = vec![StepDef::module("identity"); steps];
+    Definition::new("", steps, None, &node.chain_ceilings()).unwrap()
+}
+
+async fn time_chain(node: &Node, definition: &Definition, input: &Bytes) -> Duration {
+    let started = Instant::now();
+    let ran = node
+        .invoke_chain(
+            definition,
+            ChainRequest {
+                input: input.clone(),
+                timeout: None,
+            },
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(ran.output.len(), input.len());
+    took
+}
+
+async fn time_invoke(node: &Node, input: &Bytes) -> Duration {
+    let started = Instant::now();
+    let outcome = node
+        .invoke(
+            "identity",
+            InvokeRequest {
+                input: input.clone(),
+                ..InvokeRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(outcome.output.len(), input.len());
+    took
+}
+
+/// One keep-alive connection to the server.
+struct Http {
+    stream: TcpStream,
+    addr: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Http {
+    async fn connect(addr: SocketAddr) -> Http {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Http {
+            stream,
+            addr,
+            buf: vec![0; 64 << 10],
+        }
+    }
+
+    /// One hop over HTTP: the payload to an instance and its output back.
+    async fn hop(&mut self, body: &[u8]) -> Duration {
+        let started = Instant::now();
+        let head = format!(
+            "POST /v1/modules/identity/invoke HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes()).await.unwrap();
+        self.stream.write_all(body).await.unwrap();
+        let mut filled = 0;
+        let (head_end, length) = loop {
+            let n = self.stream.read(&mut self.buf[filled..]).await.unwrap();
+            assert!(n > 0, "server closed the connection");
+            filled += n;
+            if let Some(end) = self.buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).unwrap();
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap();
+                break (end + 4, length);
+            }
+        };
+        let mut left = (head_end + length).saturating_sub(filled);
+        while left > 0 {
+            let n = self.stream.read(&mut self.buf).await.unwrap();
+            assert!(n > 0);
+            left = left.saturating_sub(n);
+        }
+        started.elapsed()
+    }
+}
+
+/// A plain copy of `size` bytes into a buffer already in memory.
+fn time_memcpy(size: usize, rounds: usize) -> Duration {
+    let src = payload(size);
+    let mut dst = vec![0u8; size];
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+        times.push(started.elapsed());
+    }
+    median(times)
+}
+
+struct Row {
+    size: usize,
+    hop: f64,
+    invoke: f64,
+    memcpy: f64,
+    http: f64,
+    warm: f64,
+}
+
+fn main() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/target/wasm32-wasip1/release/identity.wasm");
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the examples first (`make bench` does)",
+            path.display()
+        )
+    });
+    // The node's default, then slots that keep the pages a large payload
+    // touched resident (reset by a memset instead of being returned to the
+    // kernel and faulted in, zeroed, by the next instance).
+    let default = weft::runtime::RuntimeConfig::default().keep_resident;
+    for keep_resident in [default, 64 << 20] {
+        let rows = measure(&wasm, keep_resident);
+        report(&rows, keep_resident);
+        println!();
+    }
+}
+
+fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
+    let data = tempfile::tempdir().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let mut config = NodeConfig::new(data.path());
+        config.runtime.keep_resident = keep_resident;
+        let node = Node::open(config).unwrap();
+        node.deploy("identity", wasm).unwrap();
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..ServeConfig::default()
+        };
+        let server = Server::bind(node.clone(), config).await.unwrap();
+        let addr = server.local_addr();
+        tokio::spawn(server.serve(std::future::pending()));
+        let mut http = Http::connect(addr).await;
+        let (short, long) = (chain(&node, 1), chain(&node, LONG));
+        let node = Arc::clone(&node);
+
+        let mut rows = Vec::new();
+        for size in SIZES {
+            let input = payload(size);
+            let rounds = samples(size);
+            // Warm up: pools filled, pages faulted in, connection open.
+            for _ in 0..rounds.min(50) {
+                time_chain(&node, &long, &input).await;
+                time_invoke(&node, &input).await;
+                http.hop(&input).await;
+            }
+            let (mut one, mut many, mut single, mut over_http) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut warm_steps = 0usize;
+            for _ in 0..rounds {
+                one.push(time_chain(&node, &short, &input).await);
+                many.push(time_chain(&node, &long, &input).await);
+                single.push(time_invoke(&node, &input).await);
+                over_http.push(http.hop(&input).await);
+                // Let the background top-up refill the pools between runs,
+                // as it would between requests.
+                tokio::task::yield_now().await;
+            }
+            let recent = node.chains().recent(None, rounds.min(100));
+            let steps: usize = recent.iter().map(|r| r.steps.len()).sum();
+            warm_steps += recent
+                .iter()
+                .flat_map(|r| &r.steps)
+                .filter(|s| s.warm)
+                .count();
+            let hop = (us(median(many)) - us(median(one))) / (LONG - 1) as f64;
+            rows.push(Row {
+                size,
+                hop,
+                invoke: us(median(single)),
+                memcpy: us(time_memcpy(size, rounds.max(100))),
+                http: us(median(over_http)),
+                warm: warm_steps as f64 / steps.max(1) as f64,
+            });
+        }
+        rows
+    })
+}
+
+fn report(rows: &[Row], keep_resident: usize) {
+    let kib = |size: usize| size as f64 / 1024.0;
+    let base = &rows[0];
+    // The slope's zero: the cheaper of the 0 B and 64 B hops, so one noisy
+    // baseline does not tilt every row.
+    let zero = rows[0].hop.min(rows[1].hop);
+    println!(
+        "chain hop through identity steps: (T({LONG} steps) - T(1 step)) / {}, medians; HTTP hop = POST /v1/modules/identity/invoke on loopback, keep-alive; slots keep {} resident",
+        LONG - 1,
+        weft::units::format_size(keep_resident as u64)
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "payload",
+        "hop µs",
+        "invoke µs",
+        "memcpy µs",
+        "HTTP hop µs",
+        "hop ns/KiB",
+        "cpy ns/KiB",
+        "slope/cpy",
+        "HTTP/hop",
+        "warm steps"
+    );
+    for row in rows {
+        let (slope, copy_slope) = if row.size >= 1024 {
+            (
+                (row.hop - zero) * 1e3 / kib(row.size),
+                row.memcpy * 1e3 / kib(row.size),
+            )
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        println!(
+            "{:>8} {:>10.2} {:>10.2} {:>10.2} {:>12.2} {:>10.1} {:>10.1} {:>10.2} {:>8.1} {:>9.0}%",
+            weft::units::format_size(row.size as u64),
+            row.hop,
+            row.invoke,
+            row.memcpy,
+            row.http,
+            slope,
+            copy_slope,
+            slope / copy_slope,
+            row.http / row.hop,
+            row.warm * 100.0
+        );
+    }
+    println!(
+        "fixed cost: a 0 B hop is {:+.2} µs against a single invocation ({:.2} µs vs {:.2} µs)",
+        base.hop - base.invoke,
+        base.hop,
+        base.invoke
+    );
+    if let Some(mib) = rows.iter().find(|r| r.size == 1 << 20) {
+        println!(
+            "at 1 MiB: the in-process hop is {:.1}x faster than the HTTP hop; its slope is {:.2}x a memcpy's",
+            mib.http / mib.hop,
+            (mib.hop - zero) / mib.memcpy
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! One instance's side of `weft:chain`: its input cursor, the output region
+//! it declared, its call depth and the pending result of its last call.
+//!
+//! This is state only; `abi::chain` decodes the guest's arguments into
+//! these methods and [`super::Calls`] runs the called module.
+
+use crate::runtime::input::InputSource;
+use bytes::Bytes;
+use weft_abi::errno::{self, Errno};
+
+/// A region of the guest's linear memory declared as its output.
+#[derive(Debug)]
+pub(crate) struct Region {
+    pub memory: wasmtime::Memory,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The `weft:chain` state of one instance.
+#[derive(Debug, Default)]
+pub struct GuestChain {
+    input: Option<InputSource>,
+    output: Option<Region>,
+    output_limit: usize,
+    overflowed: bool,
+    depth: u32,
+    calls: Option<super::Calls>,
+    pending: Option<Bytes>,
+}
+
+impl GuestChain {
+    /// The state of a new instance: `input` is its stdin's source (`None`
+    /// when stdin is inherited), `output_limit` its output limit, `calls`
+    /// where its calls go (`None`: calls are unavailable).
+    pub(crate) fn new(
+        input: Option<InputSource>,
+        output_limit: usize,
+        calls: Option<super::Calls>,
+    ) -> Self {
+        GuestChain {
+            input,
+            output_limit,
+            calls,
+            ..GuestChain::default()
+        }
+    }
+
+    /// The input source shared with stdin, when the input is in memory.
+    pub(crate) fn input(&self) -> Option<&InputSource> {
+        self.input.as_ref()
+    }
+
+    /// Replaces the input (stdin's too).
+    pub(crate) fn set_input(&mut self, bytes: Bytes) {
+        if let Some(input) = &self.input {
+            input.set(bytes);
+        }
+    }
+
+    /// Declares `start..start+len` of `memory` as the output; the caller has
+    /// checked the range. Returns `LIMIT` past the output limit.
+    pub(crate) fn declare_output(
+        &mut self,
+        memory: wasmtime::Memory,
+        start: usize,
+        len: usize,
+    ) -> Errno {
+        if len > self.output_limit {
+            self.overflowed = true;
+            return errno::LIMIT;
+        }
+        self.output = Some(Region { memory, start, len });
+        errno::OK
+    }
+
+    /// Whether the guest declared an output larger than its limit.
+    pub(crate) fn output_overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// The declared output region, taken.
+    pub(crate) fn take_output(&mut self) -> Option<Region> {
+        self.output.take()
+    }
+
+    /// How deep in calls this instance runs.
+    pub(crate) fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    pub(crate) fn set_depth(&mut self, depth: u32) {
+        self.depth = depth;
+    }
+
+    /// Where calls go, if they are available.
+    pub(crate) fn calls(&self) -> Option<&super::Calls> {
+        self.calls.as_ref()
+    }
+
+    /// Keeps the result (or the failure text) of a call for `result`.
+    pub(crate) fn set_pending(&mut self, result: Bytes) {
+        self.pending = Some(result);
+    }
+
+    /// The pending result, taken.
+    pub(crate) fn take_pending(&mut self) -> Option<Bytes> {
+        self.pending.take()
+    }
+}

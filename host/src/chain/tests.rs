@@ -1,0 +1,226 @@
+//! Chain tests on a wasm-text identity guest: where a step's output lives
+//! (in its own instance's slot, until the last handle goes), that a hop
+//! frees the producer's slot, and the executor's reports and failures.
+
+use super::exec;
+use super::plan::{Plan, Step};
+use super::warm::WarmPools;
+use crate::runtime::registry::Entry;
+use crate::runtime::{Invocation, Limits, Runtime, RuntimeConfig};
+use crate::store::ModuleRecord;
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Reads its whole input through `weft:chain` into fresh memory and
+/// declares that memory its output: one copy in, none out.
+const IDENTITY: &str = r#"(module
+  (import "weft:chain" "input_len" (func $input_len (param i32) (result i32)))
+  (import "weft:chain" "input" (func $input (param i32 i32 i32) (result i32)))
+  (import "weft:chain" "output" (func $output (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $len i32)
+    (drop (call $input_len (i32.const 0)))
+    (local.set $len (i32.load (i32.const 0)))
+    (drop (memory.grow (i32.shr_u (i32.add (local.get $len) (i32.const 65551)) (i32.const 16))))
+    (drop (call $input (i32.const 16) (local.get $len) (i32.const 4)))
+    (drop (call $output (i32.const 16) (i32.load (i32.const 4))))))"#;
+
+/// Traps at once.
+const CRASH: &str = r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#;
+
+fn runtime(max_instances: u32) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        max_instances,
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn step(runtime: &Runtime, name: &str, wat: &str) -> Step {
+    let loaded = runtime.load(wat.as_bytes()).unwrap();
+    let record = ModuleRecord {
+        name: name.into(),
+        digest: loaded.digest().into(),
+        size: wat.len() as u64,
+        created_ms: 0,
+        imports: loaded.imports(),
+        exports: loaded.exports(),
+    };
+    Step {
+        module: name.into(),
+        entry: Arc::new(Entry { record, loaded }),
+        args: Vec::new(),
+        env: Vec::new(),
+        limits: Limits::default(),
+    }
+}
+
+#[test]
+fn an_output_region_is_the_instances_own_memory_until_its_last_handle_goes() {
+    let runtime = runtime(2);
+    let module = runtime.load(IDENTITY.as_bytes()).unwrap();
+    let run = |input: &'static [u8]| {
+        block_on(runtime.invoke(&module, Invocation::new("identity", input)))
+    };
+    let first = run(b"one").unwrap().output;
+    let second = run(b"two").unwrap().output;
+    assert_eq!((&first[..], &second[..]), (&b"one"[..], &b"two"[..]));
+    // Both slots are held by the two outputs: no third instance fits.
+    let refused = run(b"three").unwrap_err();
+    assert!(
+        refused.failure.to_string().contains("instance"),
+        "{}",
+        refused.failure
+    );
+    // Dropping an output frees its slot; a clone keeps it.
+    let kept = second.clone();
+    drop(second);
+    drop(first);
+    assert_eq!(&run(b"four").unwrap().output[..], b"four");
+    assert_eq!(&kept[..], b"two");
+}
+
+#[test]
+fn a_hop_frees_the_producers_slot_once_the_consumer_has_read_its_input() {
+    // Two slots: the running step and the next one's. A chain longer than
+    // that only fits if every producer lets go as soon as it is read.
+    let runtime = runtime(2);
+    let identity = step(&runtime, "identity", IDENTITY);
+    let plan = Plan {
+        name: "same".into(),
+        steps: vec![identity; 6],
+        timeout: None,
+    };
+    let pools = WarmPools::new(0, 0);
+    let input = Bytes::from((0..(1 << 20)).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    let ran = block_on(exec::run(&runtime, &pools, &plan, input.clone(), None)).unwrap();
+    assert_eq!(ran.output, input);
+    assert_eq!(ran.steps.len(), 6);
+    for (index, report) in ran.steps.iter().enumerate() {
+        assert_eq!(report.index, index);
+        assert_eq!(report.input_bytes, 1 << 20);
+        assert_eq!(report.output_bytes, 1 << 20);
+        assert!(!report.warm);
+    }
+    let instances: std::collections::HashSet<&str> =
+        ran.steps.iter().map(|s| s.instance.as_str()).collect();
+    assert_eq!(instances.len(), 6);
+}
+
+#[test]
+fn a_failing_step_stops_the_chain_and_its_prepared_successor_is_kept_warm() {
+    let runtime = runtime(8);
+    let identity = step(&runtime, "identity", IDENTITY);
+    let crash = step(&runtime, "crash", CRASH);
+    let plan = Plan {
+        name: String::new(),
+        steps: vec![identity.clone(), crash, identity.clone()],
+        timeout: None,
+    };
+    let pools = WarmPools::new(2, 8);
+    let failed = block_on(exec::run(&runtime, &pools, &plan, Bytes::from("x"), None)).unwrap_err();
+    assert_eq!((failed.index, failed.module.as_str()), (1, "crash"));
+    assert_eq!(failed.code, "unreachable");
+    assert_eq!(failed.steps.len(), 2);
+    assert_eq!(failed.steps[1].status, "unreachable");
+    // Step 2 was prepared while step 1 ran; unused, it went to the pool.
+    assert_eq!(pools.len(), 1);
+    let (_, warm) = block_on(pools.prepare(&runtime, &identity)).unwrap();
+    assert!(warm);
+    assert!(pools.is_empty());
+}
+
+fn run_wat(wat: &str, input: &'static [u8], limits: Limits) -> crate::runtime::Outcome {
+    let runtime = runtime(4);
+    let module = runtime.load(wat.as_bytes()).unwrap();
+    let mut invocation = Invocation::new("guest", input);
+    invocation.limits = limits;
+    block_on(runtime.invoke(&module, invocation)).unwrap()
+}
+
+#[test]
+fn stdout_comes_before_the_region_and_stdin_shares_the_inputs_cursor() {
+    // Reads 2 bytes through stdin (fd_read), then the rest through
+    // `weft:chain`; writes "<" to stdout, then declares the rest as output.
+    let wat = r#"(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+      (import "weft:chain" "input_len" (func $input_len (param i32) (result i32)))
+      (import "weft:chain" "input" (func $input (param i32 i32 i32) (result i32)))
+      (import "weft:chain" "output" (func $output (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 200) "<")
+      (func (export "_start")
+        ;; iovec at 100: 2 bytes at 300
+        (i32.store (i32.const 100) (i32.const 300))
+        (i32.store (i32.const 104) (i32.const 2))
+        (drop (call $fd_read (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 108)))
+        ;; "<" to stdout
+        (i32.store (i32.const 100) (i32.const 200))
+        (i32.store (i32.const 104) (i32.const 1))
+        (drop (call $fd_write (i32.const 1) (i32.const 100) (i32.const 1) (i32.const 108)))
+        (drop (call $input_len (i32.const 0)))
+        (drop (call $input (i32.const 400) (i32.load (i32.const 0)) (i32.const 4)))
+        (drop (call $output (i32.const 400) (i32.load (i32.const 4))))))"#;
+    let outcome = run_wat(wat, b"abcdef", Limits::default());
+    assert_eq!(&outcome.output[..], b"<cdef");
+}
+
+#[test]
+fn a_region_past_the_output_limit_is_refused_and_reported_as_the_limit() {
+    // Declares 100 bytes with a 10-byte limit; traps if refused.
+    let wat = r#"(module
+      (import "weft:chain" "output" (func $output (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (if (call $output (i32.const 0) (i32.const 100)) (then unreachable))))"#;
+    let runtime = runtime(2);
+    let module = runtime.load(wat.as_bytes()).unwrap();
+    let mut invocation = Invocation::new("guest", "");
+    invocation.limits.output = 10;
+    let failed = block_on(runtime.invoke(&module, invocation)).unwrap_err();
+    assert_eq!(failed.failure.code(), "output_limit");
+}
+
+#[test]
+fn calls_without_a_registry_and_results_without_a_call_are_errors_not_traps() {
+    // Exits with call's errno + 32 * result's errno (exit codes stay below 126).
+    let wat = r#"(module
+      (import "weft:chain" "call" (func $call (param i32 i32 i32 i32 i32) (result i32)))
+      (import "weft:chain" "result" (func $result (param i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "other")
+      (func (export "_start")
+        (call $exit (i32.add
+          (call $call (i32.const 0) (i32.const 5) (i32.const 0) (i32.const 0) (i32.const 16))
+          (i32.mul (call $result (i32.const 32) (i32.const 8)) (i32.const 32))))))"#;
+    let outcome = run_wat(wat, b"", Limits::default());
+    assert_eq!(
+        outcome.exit_code,
+        weft_abi::errno::UNAVAILABLE + 32 * weft_abi::errno::INVALID_ARGUMENT
+    );
+}
+
+#[test]
+fn a_pointer_outside_memory_traps() {
+    let wat = r#"(module
+      (import "weft:chain" "input" (func $input (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (drop (call $input (i32.const 65530) (i32.const 100) (i32.const 0)))))"#;
+    let runtime = runtime(2);
+    let module = runtime.load(wat.as_bytes()).unwrap();
+    let failed = block_on(runtime.invoke(&module, Invocation::new("guest", "x"))).unwrap_err();
+    assert_eq!(failed.failure.code(), "host_error", "{}", failed.failure);
+    assert!(failed.failure.to_string().contains("outside guest memory"));
+}

@@ -47,8 +47,7 @@ fn may_busy_poll() -> bool {
     if WOKE_HERE.with(|woke| woke.replace(false)) {
         return false;
     }
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|handle| handle.metrics().num_workers() > 1)
+    tokio::runtime::Handle::try_current().is_ok_and(|handle| handle.metrics().num_workers() > 1)
 }
 
 /// One message in flight.

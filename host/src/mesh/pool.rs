@@ -29,13 +29,15 @@ impl Pool {
     }
 
     /// An empty buffer with room for `len` bytes: the smallest free one
-    /// that fits, else a new one.
+    /// that fits (of equals, the one given back last: its lines are the
+    /// likeliest to be still in cache), else a new one.
     pub fn take(&self, len: usize) -> Vec<u8> {
         if len >= MIN_POOLED {
             let mut free = self.lock();
             let best = free
                 .iter()
                 .enumerate()
+                .rev()
                 .filter(|(_, buf)| buf.capacity() >= len)
                 .min_by_key(|(_, buf)| buf.capacity())
                 .map(|(i, _)| i);
@@ -78,6 +80,14 @@ mod tests {
         let again = pool.take(MIN_POOLED);
         assert_eq!(again.as_ptr(), pointer);
         assert!(again.is_empty());
+        // Of equal buffers, the one given back last comes out first.
+        let (older, newer) = (vec![0; MIN_POOLED], vec![0; MIN_POOLED]);
+        let newest = newer.as_ptr();
+        pool.give(Bytes::from(older));
+        pool.give(Bytes::from(newer));
+        let taken = pool.take(MIN_POOLED);
+        assert_eq!(taken.as_ptr(), newest);
+        pool.lock().clear();
         // A shared message is not taken back; neither is a small one.
         let shared = Bytes::from(vec![0; MIN_POOLED]);
         let _other = shared.clone();

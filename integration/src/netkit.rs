@@ -24,6 +24,22 @@ pub fn post(server: &Served, path: &str, body: Value) -> Value {
     response.json()
 }
 
+/// Polls `f` every few milliseconds until it returns `Some`, for up to
+/// `within`.
+pub fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Uploads the module at `path` as `name`.
 pub fn deploy(server: &Served, name: &str, path: &str) {
     let wasm = std::fs::read(path).unwrap();

@@ -1,12 +1,11 @@
 //! `weft chain create|ls|show|rm|invoke`: chains on a server.
 
-use super::client::{Client, clock, encode};
+use super::client::{Client, clock, encode, read_input};
 use super::{EXIT_DEADLINE, EXIT_TRAP};
 use crate::units::{format_duration, format_size, parse_duration};
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{Value, json};
-use std::io::{IsTerminal, Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -212,23 +211,6 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<ExitCode> {
         print_steps(&run["steps"], &mut stdout)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_input(data: Option<String>) -> anyhow::Result<Vec<u8>> {
-    let read_stdin = || -> anyhow::Result<Vec<u8>> {
-        let mut input = Vec::new();
-        std::io::stdin().read_to_end(&mut input)?;
-        Ok(input)
-    };
-    match data.as_deref() {
-        Some("-") => read_stdin(),
-        Some(text) if text.starts_with('@') => {
-            std::fs::read(&text[1..]).with_context(|| format!("cannot read {}", &text[1..]))
-        }
-        Some(text) => Ok(text.as_bytes().to_vec()),
-        None if !std::io::stdin().is_terminal() => read_stdin(),
-        None => Ok(Vec::new()),
-    }
 }
 
 async fn invoke(

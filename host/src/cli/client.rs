@@ -278,7 +278,9 @@ async fn deploy(client: &Client, file: PathBuf, name: Option<String>) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_input(data: Option<String>) -> anyhow::Result<Vec<u8>> {
+/// An invocation's input from `--data`: `-` or nothing (when stdin is not
+/// a terminal) for stdin, `@FILE` for a file, else the text itself.
+pub(super) fn read_input(data: Option<String>) -> anyhow::Result<Vec<u8>> {
     let read_stdin = || -> anyhow::Result<Vec<u8>> {
         let mut input = Vec::new();
         std::io::stdin().read_to_end(&mut input)?;

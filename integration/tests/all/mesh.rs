@@ -10,6 +10,7 @@ use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use weft_integration::http::Request;
+use weft_integration::netkit::{deploy, eventually, post};
 use weft_integration::{Finished, Served, Weft, examples};
 
 /// `weft mesh run ARGS` in process, bounded by a deadline on the ranks.
@@ -28,37 +29,8 @@ fn rank_lines(stdout: &str, rank: u32) -> Vec<String> {
         .collect()
 }
 
-fn deploy(server: &Served, name: &str, path: &str) {
-    let wasm = std::fs::read(path).unwrap();
-    let put = server.send(Request::new("PUT", &format!("/v1/modules/{name}")).body(&wasm));
-    assert!(put.status == 201 || put.status == 200, "{}", put.text());
-}
-
 fn start(server: &Served, body: Value) -> Value {
-    let body = body.to_string();
-    let response = server.send(
-        Request::new("POST", "/v1/meshes")
-            .header("Content-Type", "application/json")
-            .body(body.as_bytes()),
-    );
-    assert_eq!(response.status, 201, "{}", response.text());
-    response.json()
-}
-
-/// Polls `f` every few milliseconds until it returns `Some`, for up to
-/// `within`.
-fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    post(server, "/v1/meshes", body)
 }
 
 fn mesh_status(server: &Served, id: &str) -> Value {

@@ -4,38 +4,11 @@
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use weft_integration::http::Request;
+use weft_integration::netkit::{deploy, eventually, post};
 use weft_integration::{Served, Weft, examples};
 
-fn deploy(server: &Served, name: &str, path: &str) {
-    let wasm = std::fs::read(path).unwrap();
-    let put = server.send(Request::new("PUT", &format!("/v1/modules/{name}")).body(&wasm));
-    assert!(put.status == 201 || put.status == 200, "{}", put.text());
-}
-
 fn start(server: &Served, body: Value) -> Value {
-    let body = body.to_string();
-    let response = server.send(
-        Request::new("POST", "/v1/services")
-            .header("Content-Type", "application/json")
-            .body(body.as_bytes()),
-    );
-    assert_eq!(response.status, 201, "{}", response.text());
-    response.json()
-}
-
-/// Polls `f` until it returns `Some`, for up to `within`.
-fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = f() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not met within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    post(server, "/v1/services", body)
 }
 
 fn log_messages(server: &Served, id: &str) -> Vec<String> {

@@ -259,8 +259,14 @@ impl Network {
             .map_err(invalid)?;
         {
             let mut inner = self.lock();
-            if let Some(holder) = inner.router.port_of(ip) {
-                return Err(NetworkError::Conflict(format!("{ip} is held by {holder}")));
+            // Checked again under the lock that stores it: two requests for
+            // the same subnet cannot both get its address.
+            if let Some(holder) = inner.nics.values().find(|r| r.owns(ip)) {
+                return Err(NetworkError::Conflict(format!(
+                    "{ip} is held by {} ({})",
+                    holder.id(),
+                    holder.description()
+                )));
             }
             self.store
                 .put(Kind::Nic, &record.id().to_string(), &record)?;

@@ -17,11 +17,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weft::api::{ServeConfig, Server};
 use weft::chain::{Definition, StepDef};
 use weft::node::{ChainRequest, InvokeRequest, Node, NodeConfig};
+
+mod support {
+    pub mod http;
+}
 
 const SIZES: [usize; 6] = [0, 64, 4 << 10, 64 << 10, 1 << 20, 16 << 20];
 const LONG: usize = 6;
@@ -112,31 +116,7 @@ impl Http {
         );
         self.stream.write_all(head.as_bytes()).await.unwrap();
         self.stream.write_all(body).await.unwrap();
-        let mut filled = 0;
-        let (head_end, length) = loop {
-            let n = self.stream.read(&mut self.buf[filled..]).await.unwrap();
-            assert!(n > 0, "server closed the connection");
-            filled += n;
-            if let Some(end) = self.buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buf[..end]).unwrap();
-                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap())
-                    })
-                    .unwrap();
-                break (end + 4, length);
-            }
-        };
-        let mut left = (head_end + length).saturating_sub(filled);
-        while left > 0 {
-            let n = self.stream.read(&mut self.buf).await.unwrap();
-            assert!(n > 0);
-            left = left.saturating_sub(n);
-        }
+        support::http::read_response(&mut self.stream, &mut self.buf).await;
         started.elapsed()
     }
 }

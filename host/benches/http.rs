@@ -9,10 +9,14 @@ use axum::routing::post;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weft::api::{ServeConfig, Server, router_with};
 use weft::node::{Node, NodeConfig};
+
+mod support {
+    pub mod http;
+}
 
 const CONNECTIONS: usize = 32;
 const WARMUP: Duration = Duration::from_millis(500);
@@ -33,31 +37,7 @@ async fn client(
     while Instant::now() < until {
         let sent = Instant::now();
         stream.write_all(&request).await.unwrap();
-        // Read the head, then the body by its Content-Length.
-        let mut filled = 0;
-        let (head_end, length) = loop {
-            let n = stream.read(&mut buf[filled..]).await.unwrap();
-            assert!(n > 0, "server closed the connection");
-            filled += n;
-            if let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&buf[..end]).unwrap();
-                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap())
-                    })
-                    .unwrap_or(0);
-                break (end + 4, length);
-            }
-        };
-        while filled < head_end + length {
-            let n = stream.read(&mut buf[filled..]).await.unwrap();
-            assert!(n > 0);
-            filled += n;
-        }
+        support::http::read_response(&mut stream, &mut buf).await;
         if sent >= measure_from {
             latencies.push(sent.elapsed());
         }

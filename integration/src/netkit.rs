@@ -161,3 +161,29 @@ pub fn fetch(server: &Served, nic: &str, url: &str) -> (String, String) {
     let (exit, lines) = finish(server, &id, Duration::from_secs(30));
     (exit, lines.join("\n"))
 }
+
+/// `curl -s --fail` of `url` (the real program): the body on success.
+pub fn curl(url: &str) -> Option<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail", "--max-time", "5", url])
+        .output()
+        .expect("running curl (is it installed? `make test-setup` installs it)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits until `curl url` gives a body containing `needle`; returns it.
+pub fn curl_until(url: &str, needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        match curl(url) {
+            Some(body) if body.contains(needle) => return body,
+            other => assert!(
+                Instant::now() < deadline,
+                "{url} never served `{needle}`: last {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,6 +1,8 @@
 //! `weft chain create|ls|show|rm|invoke`: chains on a server.
 
-use super::client::{Client, clock, encode, read_input};
+use super::client::{
+    Client, clock, encode, error_message, print_guest_stderr, read_input, write_output,
+};
 use super::{EXIT_DEADLINE, EXIT_TRAP};
 use crate::units::{format_duration, format_size, parse_duration};
 use clap::Subcommand;
@@ -226,11 +228,8 @@ async fn invoke(
         path.push_str(&format!("?timeout={}ms", timeout.as_millis()));
     }
     let response = client
-        .request(reqwest::Method::POST, &path)
-        .body(input)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the weft server: {e}"))?;
+        .send(client.request(reqwest::Method::POST, &path).body(input))
+        .await?;
     let status = response.status();
     if status.is_success() {
         let steps: Value = response
@@ -239,10 +238,7 @@ async fn invoke(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| serde_json::from_str(v).ok())
             .unwrap_or(Value::Null);
-        let output = response.bytes().await?;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&output)?;
-        stdout.flush()?;
+        write_output(&response.bytes().await?)?;
         if timings {
             print_steps(&steps, &mut std::io::stderr().lock())?;
         }
@@ -250,17 +246,9 @@ async fn invoke(
     }
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let error = &body["error"];
-    let message = error["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("the server answered {status}"));
+    let message = error_message(error, status);
     if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
-        if let Some(stderr) = error["stderr"].as_str().filter(|s| !s.is_empty()) {
-            eprint!("{stderr}");
-            if !stderr.ends_with('\n') {
-                eprintln!();
-            }
-        }
+        print_guest_stderr(error);
         if timings {
             print_steps(&error["steps"], &mut std::io::stderr().lock())?;
         }

@@ -143,7 +143,10 @@ impl Client {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub(super) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         request.send().await.map_err(|error| {
             if error.is_connect() {
                 anyhow::anyhow!(
@@ -329,25 +332,14 @@ async fn invoke(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let output = response.bytes().await?;
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&output)?;
-        stdout.flush()?;
+        write_output(&response.bytes().await?)?;
         return Ok(ExitCode::from(exit_code as u8));
     }
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let error = &body["error"];
-    let message = error["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("the server answered {status}"));
+    let message = error_message(error, status);
     if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
-        if let Some(stderr) = error["stderr"].as_str().filter(|s| !s.is_empty()) {
-            eprint!("{stderr}");
-            if !stderr.ends_with('\n') {
-                eprintln!();
-            }
-        }
+        print_guest_stderr(error);
         super::print_error(format!("{name}: {message}"));
         let code = if error["code"] == "deadline_exceeded" {
             EXIT_DEADLINE
@@ -357,6 +349,31 @@ async fn invoke(
         return Ok(ExitCode::from(code));
     }
     anyhow::bail!("{name}: {message}")
+}
+
+/// Writes an invocation's output to stdout, as it is.
+pub(super) fn write_output(output: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(output)?;
+    stdout.flush()
+}
+
+/// An error answer's message (`{"error": {"message"}}`), or its status.
+pub(super) fn error_message(error: &Value, status: reqwest::StatusCode) -> String {
+    error["message"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("the server answered {status}"))
+}
+
+/// Prints a failed guest's stderr (a 422's `stderr`), ending in a newline.
+pub(super) fn print_guest_stderr(error: &Value) {
+    if let Some(stderr) = error["stderr"].as_str().filter(|s| !s.is_empty()) {
+        eprint!("{stderr}");
+        if !stderr.ends_with('\n') {
+            eprintln!();
+        }
+    }
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.

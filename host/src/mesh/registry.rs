@@ -184,6 +184,16 @@ impl Meshes {
             .remove(id)
     }
 
+    /// Every running job, at this moment.
+    fn running_jobs(&self) -> Vec<Arc<Job>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// A running job.
     pub fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.running
@@ -208,13 +218,7 @@ impl Meshes {
 
     /// Every running job, then the recently ended ones, newest first.
     pub fn list(&self) -> Vec<Status> {
-        let running: Vec<Arc<Job>> = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let running = self.running_jobs();
         let mut all: Vec<Status> = running.iter().map(|job| job.status()).collect();
         all.sort_by_key(|status| std::cmp::Reverse(status.created_ms));
         let listed = all.len();
@@ -237,13 +241,7 @@ impl Meshes {
 
     /// Stops every running job and waits for them (host shutdown).
     pub async fn stop_all(&self) {
-        let jobs: Vec<Arc<Job>> = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let jobs = self.running_jobs();
         for job in &jobs {
             job.stop(Ending::Stopped);
         }
@@ -254,13 +252,7 @@ impl Meshes {
 
     /// The mesh metrics, in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        let running: Vec<Arc<Job>> = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let running = self.running_jobs();
         let (mut messages, mut bytes) = (
             self.messages.load(Ordering::Relaxed),
             self.bytes.load(Ordering::Relaxed),

@@ -154,6 +154,12 @@ impl std::fmt::Debug for Running {
 }
 
 impl Inner {
+    /// The block of `gateway`'s subnet, while the subnet exists.
+    fn cidr_of(&self, gateway: &Gateway) -> Option<Cidr> {
+        let sid: SubnetId = gateway.subnet.parse().ok()?;
+        self.subnets.get(&sid).map(|(subnet, _)| subnet.cidr())
+    }
+
     /// The gateway port of subnet `sid`.
     fn gateway_of(&self, sid: SubnetId) -> Option<&Port> {
         self.gateways
@@ -300,11 +306,7 @@ impl Network {
             let mut inner = self.lock();
             let now = self.now();
             let record = inner.nics.get(&nic).cloned();
-            let cidr = inner
-                .subnets
-                .values()
-                .find(|(s, _)| s.id().to_string() == gateway.subnet)
-                .map(|(s, _)| s.cidr());
+            let cidr = inner.cidr_of(gateway);
             match (record, cidr) {
                 (Some(record), Some(cidr)) => {
                     if !inner.router.is_attached(nic)
@@ -352,10 +354,8 @@ impl Network {
 
     /// One gateway.
     pub fn gateway(&self, id: &str) -> Result<GatewayInfo, NetworkError> {
-        let stored: Vec<Gateway> = self.store.all_of(Kind::Gateway)?;
-        stored
-            .into_iter()
-            .find(|g| g.id == id)
+        self.store
+            .get::<Gateway>(Kind::Gateway, id)?
             .map(|g| self.describe(g))
             .ok_or_else(|| not_found("gateway", id))
     }
@@ -363,11 +363,7 @@ impl Network {
     fn describe(&self, gateway: Gateway) -> GatewayInfo {
         let (cidr, port) = {
             let inner = self.lock();
-            let cidr = inner
-                .subnets
-                .values()
-                .find(|(s, _)| s.id().to_string() == gateway.subnet)
-                .map(|(s, _)| s.cidr());
+            let cidr = inner.cidr_of(&gateway);
             let port = gateway
                 .nic
                 .parse()
@@ -415,19 +411,13 @@ impl Network {
             self.store.remove(Kind::Gateway, id)?;
             self.store.remove(Kind::Nic, &gateway.nic)?;
             inner.gateways.remove(&nic);
-            if let Some((subnet, _)) = inner
-                .subnets
-                .values()
-                .find(|(s, _)| s.id().to_string() == gateway.subnet)
+            if let Some(cidr) = inner.cidr_of(&gateway)
+                && let Some(previous) = inner.router.remove_gateway(cidr)
+                && previous != nic
             {
-                let cidr = subnet.cidr();
-                if let Some(previous) = inner.router.remove_gateway(cidr)
-                    && previous != nic
-                {
-                    // Not ours (cannot happen while one gateway a subnet):
-                    // leave it.
-                    let _ = inner.router.set_gateway(cidr, previous);
-                }
+                // Not ours (cannot happen while one gateway a subnet):
+                // leave it.
+                let _ = inner.router.set_gateway(cidr, previous);
             }
             inner.router.detach(nic);
             inner.stop_endpoint(nic);
@@ -485,10 +475,7 @@ impl Network {
 
     fn cidr_of(&self, gateway: &Gateway) -> Cidr {
         self.lock()
-            .subnets
-            .values()
-            .find(|(s, _)| s.id().to_string() == gateway.subnet)
-            .map(|(s, _)| s.cidr())
+            .cidr_of(gateway)
             .unwrap_or(Cidr::host(gateway.ip))
     }
 

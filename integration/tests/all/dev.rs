@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 use weft_integration::http::Request;
+use weft_integration::netkit::curl_until;
 use weft_integration::{Weft, examples};
 
 fn write_guest(dir: &Path, body: &str) {
@@ -103,16 +104,6 @@ fn web_project(root: &Path, label: &str) -> std::path::PathBuf {
     project
 }
 
-fn curl(url: &str) -> Option<String> {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "--fail", "--max-time", "5", url])
-        .output()
-        .expect("running curl");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 #[test]
 fn a_guest_that_serves_a_port_runs_as_a_service_behind_a_loopback_url() {
     let root = tempfile::tempdir().unwrap();
@@ -131,14 +122,7 @@ fn a_guest_that_serves_a_port_runs_as_a_service_behind_a_loopback_url() {
         .find(|w| w.starts_with("http://"))
         .unwrap()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let page = loop {
-        if let Some(page) = curl(&url).filter(|p| p.contains("first")) {
-            break page;
-        }
-        assert!(Instant::now() < deadline, "{url} never served");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let page = curl_until(&url, "first", Duration::from_secs(10));
     assert!(page.contains("served by"), "{page}");
     // The forward is in the API (and so on the dashboard).
     let forwards = dev.get("/v1/forwards").json();
@@ -157,14 +141,7 @@ fn a_guest_that_serves_a_port_runs_as_a_service_behind_a_loopback_url() {
     )
     .unwrap();
     dev.wait_for_line("rebuilt web", Duration::from_secs(120));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !curl(&url).is_some_and(|p| p.contains("edited, served by")) {
-        assert!(
-            Instant::now() < deadline,
-            "{url} never served the new build"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    curl_until(&url, "edited, served by", Duration::from_secs(20));
     // So are new arguments.
     let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
     std::fs::write(
@@ -172,12 +149,5 @@ fn a_guest_that_serves_a_port_runs_as_a_service_behind_a_loopback_url() {
         manifest.replace("first", "second"),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !curl(&url).is_some_and(|p| p.contains("second")) {
-        assert!(
-            Instant::now() < deadline,
-            "{url} never served the new build"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    curl_until(&url, "second", Duration::from_secs(120));
 }

@@ -11,19 +11,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use weft_integration::http::Request;
-use weft_integration::netkit::{Net, deploy, fetch, finish, listening, post, service};
+use weft_integration::netkit::{
+    Net, curl, curl_until, deploy, fetch, finish, listening, post, service,
+};
 use weft_integration::{Served, Weft, examples, in_netns};
-
-/// `curl -s` of `url`: Some(body) on success.
-fn curl(url: &str) -> Option<String> {
-    let out = Command::new("curl")
-        .args(["-s", "--fail", "--max-time", "5", url])
-        .output()
-        .expect("running curl (is it installed? `make test-setup` installs it)");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn delete(server: &Served, path: &str) -> u16 {
     server.send(Request::new("DELETE", path)).status
@@ -49,21 +40,6 @@ fn refused(server: &Served, path: &str, body: Value) -> (u16, Value) {
     );
     assert!(response.status >= 400, "{path}: {}", response.text());
     (response.status, response.json())
-}
-
-/// Waits until `curl url` gives a body containing `needle`.
-fn curl_until(url: &str, needle: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        match curl(url) {
-            Some(body) if body.contains(needle) => return body,
-            other => assert!(
-                Instant::now() < deadline,
-                "{url} never served `{needle}`: last {other:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn gateway(server: &Served, subnet: &str, tun: Option<&str>) -> Value {

@@ -256,10 +256,8 @@ impl Network {
 
     /// One forward.
     pub fn forward(&self, id: &str) -> Result<ForwardInfo, NetworkError> {
-        let stored: Vec<Forward> = self.store.all_of(Kind::Forward)?;
-        stored
-            .into_iter()
-            .find(|f| f.id == id)
+        self.store
+            .get::<Forward>(Kind::Forward, id)?
             .map(|f| self.describe_forward(f))
             .ok_or_else(|| not_found("forward", id))
     }

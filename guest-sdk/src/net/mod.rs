@@ -72,6 +72,33 @@ fn v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "weft sockets are IPv4"))
 }
 
+/// A socket's own address.
+fn local_addr_of(handle: i32) -> io::Result<SocketAddrV4> {
+    let mut addr = [0u32; 2];
+    // SAFETY: `addr` is a live [u32; 2].
+    #[allow(unsafe_code)]
+    check(unsafe { crate::sys::net::local_addr(handle, &mut addr) })?;
+    Ok(decode_addr(addr))
+}
+
+/// A connection's peer address.
+fn peer_addr_of(handle: i32) -> io::Result<SocketAddrV4> {
+    let mut addr = [0u32; 2];
+    // SAFETY: `addr` is a live [u32; 2].
+    #[allow(unsafe_code)]
+    check(unsafe { crate::sys::net::peer_addr(handle, &mut addr) })?;
+    Ok(decode_addr(addr))
+}
+
+/// Closes a socket (its owner's `Drop`: each handle closed exactly once).
+fn close(handle: i32) {
+    // SAFETY: plain integer argument; the caller owns the handle.
+    #[allow(unsafe_code)]
+    unsafe {
+        crate::sys::net::close(handle)
+    };
+}
+
 fn ip_arg(addr: &SocketAddrV4) -> (i32, i32) {
     (u32::from(*addr.ip()) as i32, i32::from(addr.port()))
 }

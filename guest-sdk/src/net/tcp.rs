@@ -1,6 +1,8 @@
 //! TCP: listeners and connected streams.
 
-use super::{Timeout, check, check_timeout, decode_addr, ip_arg, v4};
+use super::{
+    Timeout, check, check_timeout, close, decode_addr, ip_arg, local_addr_of, peer_addr_of, v4,
+};
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddrV4, ToSocketAddrs};
@@ -57,21 +59,13 @@ impl TcpListener {
 
     /// The address it listens on.
     pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
-        let mut addr = [0u32; 2];
-        // SAFETY: `addr` is a live [u32; 2].
-        #[allow(unsafe_code)]
-        check(unsafe { crate::sys::net::local_addr(self.handle, &mut addr) })?;
-        Ok(decode_addr(addr))
+        local_addr_of(self.handle)
     }
 }
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        // SAFETY: the handle is ours and closed exactly once.
-        #[allow(unsafe_code)]
-        unsafe {
-            crate::sys::net::close(self.handle)
-        };
+        close(self.handle);
     }
 }
 
@@ -142,20 +136,12 @@ impl TcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddrV4> {
-        let mut addr = [0u32; 2];
-        // SAFETY: `addr` is a live [u32; 2].
-        #[allow(unsafe_code)]
-        check(unsafe { crate::sys::net::peer_addr(self.handle, &mut addr) })?;
-        Ok(decode_addr(addr))
+        peer_addr_of(self.handle)
     }
 
     /// This end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
-        let mut addr = [0u32; 2];
-        // SAFETY: `addr` is a live [u32; 2].
-        #[allow(unsafe_code)]
-        check(unsafe { crate::sys::net::local_addr(self.handle, &mut addr) })?;
-        Ok(decode_addr(addr))
+        local_addr_of(self.handle)
     }
 
     /// Closes the sending side: the peer reads end-of-file.
@@ -224,10 +210,6 @@ impl Write for TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        // SAFETY: the handle is ours and closed exactly once.
-        #[allow(unsafe_code)]
-        unsafe {
-            crate::sys::net::close(self.handle)
-        };
+        close(self.handle);
     }
 }

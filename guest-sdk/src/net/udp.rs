@@ -1,6 +1,6 @@
 //! UDP sockets.
 
-use super::{Timeout, check, check_timeout, decode_addr, ip_arg, v4};
+use super::{Timeout, check, check_timeout, close, decode_addr, ip_arg, local_addr_of, v4};
 use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddrV4, ToSocketAddrs};
@@ -89,20 +89,12 @@ impl UdpSocket {
 
     /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
-        let mut addr = [0u32; 2];
-        // SAFETY: `addr` is a live [u32; 2].
-        #[allow(unsafe_code)]
-        check(unsafe { crate::sys::net::local_addr(self.handle, &mut addr) })?;
-        Ok(decode_addr(addr))
+        local_addr_of(self.handle)
     }
 }
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        // SAFETY: the handle is ours and closed exactly once.
-        #[allow(unsafe_code)]
-        unsafe {
-            crate::sys::net::close(self.handle)
-        };
+        close(self.handle);
     }
 }

@@ -23,6 +23,10 @@ use std::time::Duration;
 
 /// Connections (TCP) or clients (UDP) one forward carries at once, at most.
 pub const MAX_CONNECTIONS: usize = 256;
+/// The kernel's queue of connections not yet accepted: room for a burst
+/// well past [`MAX_CONNECTIONS`], so that past the limit a client is
+/// refused by weft (and counted) rather than left waiting by the kernel.
+const LISTEN_BACKLOG: u32 = 1024;
 
 /// A forward's protocol.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -144,9 +148,13 @@ enum Bound {
 fn bind(proto: Proto, listen: SocketAddr) -> std::io::Result<Bound> {
     Ok(match proto {
         Proto::Tcp => {
-            let listener = std::net::TcpListener::bind(listen)?;
-            listener.set_nonblocking(true)?;
-            Bound::Tcp(tokio::net::TcpListener::from_std(listener)?)
+            let socket = match listen {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(listen)?;
+            Bound::Tcp(socket.listen(LISTEN_BACKLOG)?)
         }
         Proto::Udp => {
             let socket = std::net::UdpSocket::bind(listen)?;

@@ -4,7 +4,9 @@
 //! [`input`] reads the whole input with one copy straight from where the
 //! host holds it (in a chain: the previous step's memory); [`output`] hands
 //! a buffer to the host as the output without any copy; the next step reads
-//! it from here. [`call`] runs another deployed module on some bytes and
+//! it from here. [`input_in_place`] and [`output_slice`] do the same with
+//! no allocation in the guest: the input lands in pages set aside for it,
+//! which a warm chain step may have ready before its input exists. [`call`] runs another deployed module on some bytes and
 //! returns its output.
 //!
 //! ```no_run
@@ -75,6 +77,47 @@ pub fn input() -> Vec<u8> {
     // Anything that arrived on stdin's side of the cursor meanwhile is none:
     // the cursor is shared, and the guest has read nothing else.
     buf
+}
+
+/// Reads the whole invocation input into memory set aside for it, and
+/// lends it for the rest of the instance's life: one copy from where the
+/// host holds it (in a chain: the previous step's memory), no allocation.
+/// The host adds the pages past this instance's heap; a chain step prepared
+/// ahead may have them already, so its hop costs that one copy alone. The
+/// bytes are yours to change in place and to hand on with [`output_slice`].
+///
+/// A second call finds no input left and returns an empty slice. Falls
+/// back to reading stdin where the input is not in memory (`weft run`).
+/// Panics if the pages would pass the instance's memory limit.
+pub fn input_in_place() -> &'static mut [u8] {
+    let (mut ptr, mut len) = (0u32, 0u32);
+    // SAFETY: both are live u32s.
+    match unsafe { sys::chain::input_in_place(&mut ptr, &mut len) } {
+        errno::OK if len == 0 => &mut [],
+        // SAFETY: the host copied `len` bytes to `ptr`, in pages it added to
+        // this instance's memory for them alone: nothing else refers to
+        // them, and nothing frees them while the instance lives.
+        errno::OK => unsafe {
+            std::slice::from_raw_parts_mut(ptr as usize as *mut u8, len as usize)
+        },
+        errno::UNAVAILABLE => crate::input().leak(),
+        code => panic!(
+            "weft: placing the input failed: {} (is it larger than the memory limit?)",
+            errno::name(code)
+        ),
+    }
+}
+
+/// Makes `bytes` the invocation's output without a copy, as [`output`]
+/// does, for bytes that already live as long as the instance (such as
+/// those of [`input_in_place`]). Call it once, last.
+///
+/// Panics past the output limit; the host then reports `output_limit`.
+pub fn output_slice(bytes: &'static [u8]) {
+    // SAFETY: the bytes live, unchanged from here on, for the rest of the
+    // instance's life, as the host requires.
+    let code = unsafe { sys::chain::output(bytes.as_ptr(), bytes.len()) };
+    assert_eq!(code, errno::OK, "weft: the output is larger than its limit");
 }
 
 /// Makes `bytes` the invocation's output without a copy: the host takes

@@ -200,6 +200,7 @@ pub mod chain {
     unsafe extern "C" {
         pub fn input_len(out: *mut u32) -> i32;
         pub fn input(ptr: *mut u8, len: usize, out: *mut u32) -> i32;
+        pub fn input_in_place(out_ptr: *mut u32, out_len: *mut u32) -> i32;
         pub fn output(ptr: *const u8, len: usize) -> i32;
         pub fn call(
             name: *const u8,
@@ -223,6 +224,9 @@ pub mod chain {
         UNAVAILABLE
     }
     pub unsafe fn input(_: *mut u8, _: usize, _: *mut u32) -> i32 {
+        UNAVAILABLE
+    }
+    pub unsafe fn input_in_place(_: *mut u32, _: *mut u32) -> i32 {
         UNAVAILABLE
     }
     pub unsafe fn output(ptr: *const u8, len: usize) -> i32 {

@@ -1,6 +1,7 @@
 //! The cost of a chain hop through `identity` steps, for payloads from
 //! 0 B to 16 MiB, beside, in the same run: a plain `memcpy` of the same
-//! size (the floor: one copy), a single invocation of the same module (what
+//! size (the floor: one copy), both between buffers in cache and into
+//! memory that is not (as a hop's destination is), a single invocation of the same module (what
 //! a hop may cost above it), and the same hop done the way other hosts do
 //! it, over HTTP on loopback (`POST /v1/modules/identity/invoke`, the
 //! payload out to the instance and back). Prints µs per hop, ns per KiB
@@ -31,6 +32,18 @@ const SIZES: [usize; 6] = [0, 64, 4 << 10, 64 << 10, 1 << 20, 16 << 20];
 const LONG: usize = 6;
 /// Bytes moved per measurement, so small payloads get many samples.
 const BUDGET: usize = 256 << 20;
+
+/// The payload sizes: [`SIZES`], or those listed in `WEFT_BENCH_SIZES`
+/// (bytes, comma-separated; for profiling one size).
+fn sizes() -> Vec<usize> {
+    match std::env::var("WEFT_BENCH_SIZES") {
+        Ok(list) => list
+            .split(',')
+            .map(|s| s.trim().parse().expect("WEFT_BENCH_SIZES: sizes in bytes"))
+            .collect(),
+        Err(_) => SIZES.to_vec(),
+    }
+}
 
 fn samples(size: usize) -> usize {
     (BUDGET / size.max(1) / LONG).clamp(15, 3000)
@@ -135,11 +148,31 @@ fn time_memcpy(size: usize, rounds: usize) -> Duration {
     median(times)
 }
 
+/// The same copy into destinations cycled through 64 MiB (faulted in
+/// beforehand), so each lands in memory that is not in cache, as a hop's
+/// does: its destination is another instance's memory, last written (when
+/// it was zeroed) on another core.
+fn time_memcpy_cold(size: usize, rounds: usize) -> Duration {
+    let src = payload(size);
+    let count = ((64 << 20) / size.max(1)).clamp(2, 4096);
+    let mut dsts: Vec<Vec<u8>> = (0..count).map(|_| vec![1u8; size]).collect();
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let dst = &mut dsts[round % count];
+        let started = Instant::now();
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(dst);
+        times.push(started.elapsed());
+    }
+    median(times)
+}
+
 struct Row {
     size: usize,
     hop: f64,
     invoke: f64,
     memcpy: f64,
+    cold: f64,
     http: f64,
     warm: f64,
 }
@@ -187,7 +220,7 @@ fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
         let node = Arc::clone(&node);
 
         let mut rows = Vec::new();
-        for size in SIZES {
+        for size in sizes() {
             let input = payload(size);
             let rounds = samples(size);
             // Warm up: pools filled, pages faulted in, connection open.
@@ -221,6 +254,7 @@ fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
                 hop,
                 invoke: us(median(single)),
                 memcpy: us(time_memcpy(size, rounds.max(100))),
+                cold: us(time_memcpy_cold(size, rounds.max(100))),
                 http: us(median(over_http)),
                 warm: warm_steps as f64 / steps.max(1) as f64,
             });
@@ -234,44 +268,54 @@ fn report(rows: &[Row], keep_resident: usize) {
     let base = &rows[0];
     // The slope's zero: the cheaper of the 0 B and 64 B hops, so one noisy
     // baseline does not tilt every row.
-    let zero = rows[0].hop.min(rows[1].hop);
+    let zero = rows
+        .iter()
+        .take(2)
+        .map(|r| r.hop)
+        .fold(f64::INFINITY, f64::min);
     println!(
         "chain hop through identity steps: (T({LONG} steps) - T(1 step)) / {}, medians; HTTP hop = POST /v1/modules/identity/invoke on loopback, keep-alive; slots keep {} resident",
         LONG - 1,
         weft::units::format_size(keep_resident as u64)
     );
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
         "payload",
         "hop µs",
         "invoke µs",
         "memcpy µs",
+        "cold cpy µs",
         "HTTP hop µs",
         "hop ns/KiB",
         "cpy ns/KiB",
         "slope/cpy",
+        "slope/cold",
         "HTTP/hop",
         "warm steps"
     );
     for row in rows {
-        let (slope, copy_slope) = if row.size >= 1024 {
+        let per_kib = |us: f64| us * 1e3 / kib(row.size);
+        let (slope, copy_slope, cold_slope) = if row.size >= 1024 {
             (
-                (row.hop - zero) * 1e3 / kib(row.size),
-                row.memcpy * 1e3 / kib(row.size),
+                per_kib(row.hop - zero),
+                per_kib(row.memcpy),
+                per_kib(row.cold),
             )
         } else {
-            (f64::NAN, f64::NAN)
+            (f64::NAN, f64::NAN, f64::NAN)
         };
         println!(
-            "{:>8} {:>10.2} {:>10.2} {:>10.2} {:>12.2} {:>10.1} {:>10.1} {:>10.2} {:>8.1} {:>9.0}%",
+            "{:>8} {:>10.2} {:>10.2} {:>10.2} {:>11.2} {:>12.2} {:>10.1} {:>10.1} {:>10.2} {:>10.2} {:>8.1} {:>9.0}%",
             weft::units::format_size(row.size as u64),
             row.hop,
             row.invoke,
             row.memcpy,
+            row.cold,
             row.http,
             slope,
             copy_slope,
             slope / copy_slope,
+            slope / cold_slope,
             row.http / row.hop,
             row.warm * 100.0
         );
@@ -284,9 +328,10 @@ fn report(rows: &[Row], keep_resident: usize) {
     );
     if let Some(mib) = rows.iter().find(|r| r.size == 1 << 20) {
         println!(
-            "at 1 MiB: the in-process hop is {:.1}x faster than the HTTP hop; its slope is {:.2}x a memcpy's",
+            "at 1 MiB: the in-process hop is {:.1}x faster than the HTTP hop; its slope is {:.2}x a memcpy's in cache, {:.2}x a memcpy's into memory not in cache",
             mib.http / mib.hop,
-            (mib.hop - zero) / mib.memcpy
+            (mib.hop - zero) / mib.memcpy,
+            (mib.hop - zero) / mib.cold
         );
     }
 }

@@ -249,6 +249,15 @@ pub mod chain {
     /// host lets go of the input (and of the previous step's instance it
     /// lives in) once all of it has been read.
     pub const INPUT: &str = "input";
+    /// `input_in_place(out_ptr: *mut u32, out_len: *mut u32) -> errno`:
+    /// places the whole remaining input in pages of the instance's memory
+    /// that the host adds for it, past the guest's own heap, and writes
+    /// where (`out_ptr`) and how long (`out_len`). The bytes are the
+    /// guest's from then on, for the rest of its life; nothing frees them.
+    /// A step prepared ahead (a chain's warm instance) may already have
+    /// those pages, so the hop costs the copy alone. `LIMIT` when the pages
+    /// would pass the memory limit; `UNAVAILABLE` as for `input`.
+    pub const INPUT_IN_PLACE: &str = "input_in_place";
     /// `output(ptr, len) -> errno`: declares `ptr..ptr+len` as the
     /// invocation's output, taken when the instance ends (anything written
     /// to stdout comes first). The guest must leave those bytes alone from

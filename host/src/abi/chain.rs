@@ -7,6 +7,11 @@
 //! - `input(ptr, len, out_read) -> errno`: copies up to `len` bytes of the
 //!   remaining input to `ptr` (the hop's one copy) and writes how many;
 //!   `0` at the end. Shares its cursor with stdin. `UNAVAILABLE` as above.
+//! - `input_in_place(out_ptr, out_len) -> errno`: copies the remaining
+//!   input (the hop's one copy) into pages set aside for it: those a warm
+//!   instance was given ahead (`Prepared::reserve_input`) when they are
+//!   enough, else pages it grows the memory by now; writes where and how
+//!   long. `LIMIT` when the memory cannot grow that far.
 //! - `output(ptr, len) -> errno`: declares `ptr..ptr+len` as the output,
 //!   taken from the guest's memory when it ends; `LIMIT` past the output
 //!   limit.
@@ -23,9 +28,10 @@
 //! Every function traps when a pointer range is outside the guest's memory
 //! or the guest exports no memory; nothing here panics on guest input.
 
-use super::{check_guest_range, read_guest_bytes, write_guest_bytes};
+use super::{check_guest_range, guest_memory, read_guest_bytes, write_guest_bytes};
 use crate::chain::CallError;
 use crate::runtime::State;
+use crate::runtime::limits::WASM_PAGE;
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 use weft_abi::chain::*;
@@ -37,6 +43,7 @@ type Ret = wasmtime::Result<i32>;
 pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.func_wrap(MODULE, INPUT_LEN, input_len)?;
     linker.func_wrap(MODULE, INPUT, input)?;
+    linker.func_wrap(MODULE, INPUT_IN_PLACE, input_in_place)?;
     linker.func_wrap(MODULE, OUTPUT, output)?;
     linker.func_wrap_async(
         MODULE,
@@ -80,6 +87,35 @@ fn input(mut caller: Caller<'_, State>, ptr: u32, len: u32, out_read: u32) -> Re
     // free the previous step's instance, whose memory they point into.
     drop(bytes);
     write_u32(&mut caller, out_read, read)?;
+    Ok(errno::OK)
+}
+
+fn input_in_place(mut caller: Caller<'_, State>, out_ptr: u32, out_len: u32) -> Ret {
+    check_guest_range(&mut caller, out_ptr, 4)?;
+    check_guest_range(&mut caller, out_len, 4)?;
+    let Some(source) = caller.data().chain.input().cloned() else {
+        return Ok(errno::UNAVAILABLE);
+    };
+    let len = source.remaining();
+    caller.data().chain.note_placed(len);
+    let start = match caller.data_mut().chain.take_room() {
+        _ if len == 0 => 0,
+        Some(room) if room.len >= len => room.start,
+        _ => {
+            let memory = guest_memory(&mut caller)?;
+            let pages = (len as u64).div_ceil(WASM_PAGE);
+            match memory.grow(&mut caller, pages) {
+                Ok(before) => (before * WASM_PAGE) as usize,
+                Err(_) => return Ok(errno::LIMIT),
+            }
+        }
+    };
+    let bytes = source.take(len);
+    write_guest_bytes(&mut caller, start as u32, &bytes)?;
+    // The previous step's instance may go with these bytes.
+    drop(bytes);
+    write_u32(&mut caller, out_ptr, start as u32)?;
+    write_u32(&mut caller, out_len, len as u32)?;
     Ok(errno::OK)
 }
 

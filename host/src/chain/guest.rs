@@ -6,6 +6,8 @@
 
 use crate::runtime::input::InputSource;
 use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use weft_abi::errno::{self, Errno};
 
 /// A region of the guest's linear memory declared as its output.
@@ -16,10 +18,22 @@ pub(crate) struct Region {
     pub len: usize,
 }
 
+/// Pages added to an instance's memory, ahead of its input, for
+/// `input_in_place` to place it in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Room {
+    pub start: usize,
+    pub len: usize,
+}
+
 /// The `weft:chain` state of one instance.
 #[derive(Debug, Default)]
 pub struct GuestChain {
     input: Option<InputSource>,
+    room: Option<Room>,
+    /// Where the size of an input placed in place is reported: the warm
+    /// pool sets that much room aside in the next instance it prepares.
+    placed: Option<Arc<AtomicUsize>>,
     output: Option<Region>,
     output_limit: usize,
     overflowed: bool,
@@ -54,6 +68,27 @@ impl GuestChain {
     pub(crate) fn set_input(&mut self, bytes: Bytes) {
         if let Some(input) = &self.input {
             input.set(bytes);
+        }
+    }
+
+    /// Pages set aside ahead of the input, taken (they serve once).
+    pub(crate) fn take_room(&mut self) -> Option<Room> {
+        self.room.take()
+    }
+
+    pub(crate) fn set_room(&mut self, room: Room) {
+        self.room = Some(room);
+    }
+
+    /// Reports the size of inputs placed in place to `placed`.
+    pub(crate) fn report_placed_to(&mut self, placed: Arc<AtomicUsize>) {
+        self.placed = Some(placed);
+    }
+
+    /// Notes that an input of `len` bytes was placed in place.
+    pub(crate) fn note_placed(&self, len: usize) {
+        if let Some(placed) = &self.placed {
+            placed.store(len, Ordering::Relaxed);
         }
     }
 

@@ -5,19 +5,20 @@
 //! (`Bytes::from_owner`), which points straight at the region. The host
 //! copies nothing; the next step's `input` copies the bytes into its own
 //! memory (the hop's one copy), and when the last handle on the `Bytes` goes,
-//! the store goes too and its slot returns to the pool.
+//! the store goes too (to the runtime's reaper, which resets the slot off
+//! the hop's path) and its slot returns to the pool.
 //!
 //! The region was checked against the memory when it was declared, and a
 //! linear memory never shrinks or moves (the pooling allocator reserves its
 //! whole address range up front), so the slice stays valid for as long as
 //! the store lives. Nothing runs in the store any more.
 
-use crate::runtime::State;
+use crate::runtime::Owned;
 use bytes::Bytes;
-use wasmtime::{Memory, Store};
+use wasmtime::Memory;
 
 struct Held {
-    store: Store<State>,
+    store: Owned,
     memory: Memory,
     start: usize,
     len: usize,
@@ -25,14 +26,14 @@ struct Held {
 
 impl AsRef<[u8]> for Held {
     fn as_ref(&self) -> &[u8] {
-        let data = self.memory.data(&self.store);
+        let data = self.memory.data(&*self.store);
         data.get(self.start..self.start + self.len).unwrap_or(&[])
     }
 }
 
 /// The declared output region of a finished instance as `Bytes` that own
 /// its store; `None` (and the store dropped) when it declared none.
-pub(crate) fn take_output(mut store: Store<State>) -> Option<Bytes> {
+pub(crate) fn take_output(mut store: Owned) -> Option<Bytes> {
     let region = store.data_mut().chain.take_output()?;
     // Let go of any input left unread: it may be the previous step's store,
     // which must not live as long as this one.

@@ -38,6 +38,7 @@ pub mod warm;
 pub use call::{CallError, Calls};
 pub use exec::{Ran, StepFailed, StepReport};
 pub use guest::GuestChain;
+pub(crate) use guest::Room;
 pub use plan::{Ceilings, Definition, DefinitionError, Plan, PlanError, StepDef};
 
 use crate::runtime::registry::{Entry, Registry, RegistryError};
@@ -65,7 +66,8 @@ pub trait Modules: Send + Sync {
 #[derive(Clone, Debug)]
 pub struct ChainConfig {
     /// Warm instances kept per step profile (module version, arguments,
-    /// environment, limits); 0 keeps none.
+    /// environment, limits), for each step of a chain that uses it; 0
+    /// keeps none.
     pub warm: usize,
     /// Warm instances kept in all.
     pub warm_total: usize,

@@ -224,3 +224,118 @@ fn a_pointer_outside_memory_traps() {
     assert_eq!(failed.failure.code(), "host_error", "{}", failed.failure);
     assert!(failed.failure.to_string().contains("outside guest memory"));
 }
+
+/// Grows its memory by a page of its own, then has its input placed in
+/// place (`input_in_place`) and outputs where it landed (pointer and length,
+/// little-endian, through stdout) followed by the input itself. Exits with
+/// the errno when placing fails.
+const IN_PLACE: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "weft:chain" "input_in_place" (func $place (param i32 i32) (result i32)))
+  (import "weft:chain" "output" (func $output (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (local $code i32)
+    (drop (memory.grow (i32.const 1)))
+    (local.set $code (call $place (i32.const 0) (i32.const 4)))
+    (if (local.get $code) (then (call $exit (local.get $code))))
+    (i32.store (i32.const 100) (i32.const 0))
+    (i32.store (i32.const 104) (i32.const 8))
+    (drop (call $fd_write (i32.const 1) (i32.const 100) (i32.const 1) (i32.const 108)))
+    (drop (call $output (i32.load (i32.const 0)) (i32.load (i32.const 4))))))"#;
+
+const PAGE: u32 = 64 << 10;
+
+/// Splits an `IN_PLACE` output into where the input landed and the rest.
+fn placed(output: &[u8]) -> (u32, u32, &[u8]) {
+    let word = |at: usize| u32::from_le_bytes(output[at..at + 4].try_into().unwrap());
+    (word(0), word(4), &output[8..])
+}
+
+fn pattern(len: usize) -> Bytes {
+    Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>())
+}
+
+/// Runs `IN_PLACE` on `input`, with `reserve` bytes set aside ahead.
+fn run_in_place(reserve: usize, input: Bytes, limits: Limits) -> crate::runtime::Outcome {
+    let runtime = runtime(2);
+    let module = runtime.load(IN_PLACE.as_bytes()).unwrap();
+    let mut invocation = Invocation::new("in-place", "");
+    invocation.limits = limits;
+    block_on(async {
+        let mut prepared = runtime
+            .prepare(&module, invocation, crate::runtime::InstanceId::new())
+            .await
+            .unwrap();
+        prepared.reserve_input(reserve);
+        prepared.set_input(input);
+        prepared.run().await.unwrap()
+    })
+}
+
+#[test]
+fn an_input_placed_in_place_lands_in_the_room_set_aside_ahead_when_it_fits() {
+    let input = pattern(100_000);
+    // Nothing set aside: the pages are grown for it after the guest's own.
+    let outcome = run_in_place(0, input.clone(), Limits::default());
+    assert_eq!(placed(&outcome.output), (2 * PAGE, 100_000, &input[..]));
+    // Set aside ahead: it lands there, before the guest's own page.
+    let outcome = run_in_place(100_000, input.clone(), Limits::default());
+    assert_eq!(placed(&outcome.output), (PAGE, 100_000, &input[..]));
+    // Too little set aside: grown anew, past the room and the guest's page.
+    let bigger = pattern(200_000);
+    let outcome = run_in_place(100_000, bigger.clone(), Limits::default());
+    assert_eq!(placed(&outcome.output), (4 * PAGE, 200_000, &bigger[..]));
+    // Nothing to place: an empty slice.
+    let outcome = run_in_place(100_000, Bytes::new(), Limits::default());
+    assert_eq!(placed(&outcome.output).1, 0);
+}
+
+#[test]
+fn an_input_that_cannot_be_placed_within_the_memory_limit_is_refused_with_limit() {
+    // 2 pages: the guest's own page fills them, so no room is set aside
+    // and the input's pages are refused.
+    let limits = Limits {
+        memory: 2 * u64::from(PAGE),
+        ..Limits::default()
+    };
+    let outcome = run_in_place(100_000, pattern(100_000), limits);
+    assert_eq!(outcome.exit_code, weft_abi::errno::LIMIT);
+}
+
+#[test]
+fn warm_steps_set_aside_room_for_the_input_their_profile_placed_last() {
+    let runtime = runtime(8);
+    let place = step(&runtime, "in-place", IN_PLACE);
+    let plan = Plan {
+        name: "placed".into(),
+        steps: vec![place.clone(), place],
+        timeout: None,
+    };
+    let pools = WarmPools::new(1, 8);
+    let input = pattern(100_000);
+    let run = || block_on(exec::run(&runtime, &pools, &plan, input.clone(), None)).unwrap();
+    // Step 1's output is step 0's where-header and the input, behind its
+    // own header.
+    let headers = |output: &Bytes| {
+        let (outer, outer_len, inner) = placed(output);
+        let (first, first_len, rest) = placed(inner);
+        assert_eq!(rest, &input[..]);
+        assert_eq!((first_len, outer_len), (100_000, 100_008));
+        (first, outer)
+    };
+    // Nothing was placed before: no room for step 0, whose input's pages
+    // grow after the guest's. (Step 1, prepared while step 0 ran, may have
+    // had room already.)
+    let cold = run();
+    assert!(cold.steps.iter().all(|s| !s.warm));
+    assert_eq!(headers(&cold.output).0, 2 * PAGE);
+    // Warmed after that run: both instances set room aside for 100,008
+    // bytes (the last placed), before their own page.
+    block_on(pools.top_up(&runtime, &plan.steps));
+    assert_eq!(pools.len(), 2);
+    let warm = run();
+    assert!(warm.steps.iter().all(|s| s.warm));
+    assert_eq!(headers(&warm.output), (PAGE, PAGE));
+}

@@ -5,15 +5,18 @@
 //! made before its input exists; running it only binds the input and starts
 //! the clock. Instances are kept per *profile*: one module version with one
 //! set of arguments, environment and limits, since all of those are baked
-//! into the instance. Each profile keeps at most `per_profile` instances and
-//! the pools together at most `total`, so warm instances can never take the
-//! slots running instances need.
+//! into the instance. A chain that runs a profile in *n* of its steps wants
+//! *n* ready at once, so a profile keeps up to `per_profile` instances for
+//! each step of the chain that uses it, and the pools together at most
+//! `total`, so warm instances can never take the slots running instances
+//! need.
 
 use super::plan::Step;
 use crate::runtime::{Failed, InstanceId, Invocation, Prepared, Runtime};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Everything baked into a prepared instance.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,10 +51,20 @@ impl Profile {
     }
 }
 
+/// One profile's instances.
+#[derive(Debug, Default)]
+struct Pool {
+    ready: Vec<Prepared>,
+    /// The size of the last input an instance of this profile placed in
+    /// place (`weft:chain`'s `input_in_place`); each instance prepared
+    /// next sets that much room aside for its own.
+    placed: Arc<AtomicUsize>,
+}
+
 /// The warm pools of one node.
 #[derive(Debug)]
 pub struct WarmPools {
-    pools: Mutex<HashMap<Profile, Vec<Prepared>>>,
+    pools: Mutex<HashMap<Profile, Pool>>,
     per_profile: usize,
     total: usize,
 }
@@ -69,7 +82,7 @@ impl WarmPools {
 
     /// Instances waiting now, in all pools.
     pub fn len(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.lock().values().map(|pool| pool.ready.len()).sum()
     }
 
     /// Whether no instance is waiting.
@@ -84,39 +97,57 @@ impl WarmPools {
         runtime: &Runtime,
         step: &Step,
     ) -> Result<(Prepared, bool), Box<Failed>> {
-        let warm = self.lock().get_mut(&Profile::of(step)).and_then(Vec::pop);
+        let (warm, placed) = {
+            let mut pools = self.lock();
+            let pool = pools.entry(Profile::of(step)).or_default();
+            (pool.ready.pop(), pool.placed.clone())
+        };
         match warm {
             Some(prepared) => Ok((prepared, true)),
-            None => Ok((instantiate(runtime, step).await?, false)),
+            None => Ok((instantiate(runtime, step, placed).await?, false)),
         }
     }
 
     /// Returns an instance that was prepared for `step` but not run.
     pub fn give_back(&self, step: &Step, prepared: Prepared) {
+        self.keep(&Profile::of(step), prepared, self.per_profile);
+    }
+
+    /// Keeps `prepared` if its profile has fewer than `size` waiting and
+    /// the pools have room; drops it otherwise.
+    fn keep(&self, profile: &Profile, prepared: Prepared, size: usize) {
         let mut pools = self.lock();
-        let total: usize = pools.values().map(Vec::len).sum();
-        let pool = pools.entry(Profile::of(step)).or_default();
-        if pool.len() < self.per_profile && total < self.total {
-            pool.push(prepared);
+        let total: usize = pools.values().map(|pool| pool.ready.len()).sum();
+        let pool = pools.entry(profile.clone()).or_default();
+        if total < self.total && pool.ready.len() < size {
+            pool.ready.push(prepared);
         }
     }
 
-    /// Fills the pools of `steps`' profiles up to their size.
+    /// Fills the pools of `steps`' profiles: `per_profile` instances for
+    /// each step that uses the profile.
     pub async fn top_up(&self, runtime: &Runtime, steps: &[Step]) {
+        let mut wanted: Vec<(Profile, &Step, usize)> = Vec::new();
         for step in steps {
             let profile = Profile::of(step);
+            match wanted.iter_mut().find(|(p, _, _)| *p == profile) {
+                Some((_, _, size)) => *size += self.per_profile,
+                None => wanted.push((profile, step, self.per_profile)),
+            }
+        }
+        for (profile, step, size) in wanted {
             loop {
-                let wanted = {
-                    let pools = self.lock();
-                    let total: usize = pools.values().map(Vec::len).sum();
-                    let have = pools.get(&profile).map_or(0, Vec::len);
-                    have < self.per_profile && total < self.total
+                let short = {
+                    let mut pools = self.lock();
+                    let total: usize = pools.values().map(|pool| pool.ready.len()).sum();
+                    let pool = pools.entry(profile.clone()).or_default();
+                    (pool.ready.len() < size && total < self.total).then(|| pool.placed.clone())
                 };
-                if !wanted {
+                let Some(placed) = short else {
                     break;
-                }
-                match instantiate(runtime, step).await {
-                    Ok(prepared) => self.give_back(step, prepared),
+                };
+                match instantiate(runtime, step, placed).await {
+                    Ok(prepared) => self.keep(&profile, prepared, size),
                     Err(failed) => {
                         tracing::debug!(module = %step.module, "could not warm an instance: {failed}");
                         break;
@@ -132,17 +163,27 @@ impl WarmPools {
         self.lock().retain(|profile, _| profile.module != name);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Profile, Vec<Prepared>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Profile, Pool>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-async fn instantiate(runtime: &Runtime, step: &Step) -> Result<Prepared, Box<Failed>> {
+/// An instance for `step`, with room set aside for an input the size of
+/// the last one its profile placed in place (`placed`), and reporting its
+/// own there.
+async fn instantiate(
+    runtime: &Runtime,
+    step: &Step,
+    placed: Arc<AtomicUsize>,
+) -> Result<Prepared, Box<Failed>> {
     let mut invocation = Invocation::new(step.module.clone(), Bytes::new());
     invocation.args = step.args.clone();
     invocation.env = step.env.clone();
     invocation.limits = step.limits.clone();
-    runtime
+    let mut prepared = runtime
         .prepare(&step.entry.loaded, invocation, InstanceId::new())
-        .await
+        .await?;
+    prepared.reserve_input(placed.load(Ordering::Relaxed));
+    prepared.report_placed_to(placed);
+    Ok(prepared)
 }

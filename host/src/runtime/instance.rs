@@ -3,7 +3,8 @@
 
 use super::failure::{Failure, Interrupt};
 use super::input::InputSource;
-use super::limits::{Limiter, Limits};
+use super::limits::{self, Limiter, Limits};
+use super::reaper::Owned;
 use super::stdio::{LineSink, LineStream, OutputSink, StreamKind, WhenFull};
 use super::{LoadedModule, Runtime};
 use crate::abi::log::{GuestLog, LogLine};
@@ -281,6 +282,7 @@ impl State {
 pub struct Prepared {
     parts: Parts,
     start: wasmtime::TypedFunc<(), ()>,
+    memory: Option<wasmtime::Memory>,
 }
 
 impl fmt::Debug for Prepared {
@@ -293,7 +295,7 @@ impl fmt::Debug for Prepared {
 
 /// What an instance's end is reported from.
 struct Parts {
-    store: Store<State>,
+    store: Owned,
     instance: InstanceId,
     limits: Limits,
     stdout: Option<OutputSink>,
@@ -313,6 +315,37 @@ impl Prepared {
     /// instance prepared before its input existed.
     pub fn set_input(&mut self, input: Bytes) {
         self.parts.store.data_mut().chain.set_input(input);
+    }
+
+    /// Grows the instance's memory by `bytes` (rounded up to whole pages)
+    /// ahead of an input that the guest will have placed there
+    /// (`weft:chain`'s `input_in_place`), so that placing it costs the copy
+    /// alone. Does nothing where that would pass the memory limit, or the
+    /// instance exports no memory.
+    pub fn reserve_input(&mut self, bytes: usize) {
+        let Some(memory) = self.memory else {
+            return;
+        };
+        let store = &mut *self.parts.store;
+        let pages = (bytes as u64).div_ceil(limits::WASM_PAGE);
+        let size = memory.data_size(&*store) as u64;
+        if pages == 0 || size + pages * limits::WASM_PAGE > self.parts.limits.memory {
+            return;
+        }
+        if let Ok(before) = memory.grow(&mut *store, pages) {
+            let room = crate::chain::Room {
+                start: (before * limits::WASM_PAGE) as usize,
+                len: (pages * limits::WASM_PAGE) as usize,
+            };
+            populate(&mut memory.data_mut(&mut *store)[room.start..][..room.len]);
+            store.data_mut().chain.set_room(room);
+        }
+    }
+
+    /// Reports the size of each input the guest places in place to
+    /// `placed` (what [`Prepared::reserve_input`] should set aside next).
+    pub fn report_placed_to(&mut self, placed: Arc<std::sync::atomic::AtomicUsize>) {
+        self.parts.store.data_mut().chain.report_placed_to(placed);
     }
 
     /// Starts the instance's clock now: its deadline and reported duration
@@ -350,9 +383,11 @@ impl Prepared {
 
     /// Runs `_start` to completion.
     pub async fn run(self) -> Result<Outcome, Box<Failed>> {
-        let Prepared { mut parts, start } = self;
+        let Prepared {
+            mut parts, start, ..
+        } = self;
         let deadline = parts.store.data().deadline;
-        let call = start.call_async(&mut parts.store, ());
+        let call = start.call_async(&mut *parts.store, ());
         // The epoch callback enforces the deadline while wasm runs; this
         // backstop also covers a guest blocked in a host call (e.g. reading an
         // inherited stdin that never closes).
@@ -370,6 +405,31 @@ impl Prepared {
         parts.finish(result)
     }
 }
+
+/// The most of an input's room [`Prepared::reserve_input`] faults in ahead;
+/// past it, the pages are faulted in as the input is copied. Bounds what a
+/// warm instance holds resident while it waits.
+const POPULATE_MAX: usize = 16 << 20;
+
+/// Faults in (up to [`POPULATE_MAX`] of) `pages` for writing now, while the
+/// instance waits in a warm pool, so that the copy into them later takes no
+/// page faults: pages the slot did not keep resident are otherwise faulted
+/// in, and zeroed by the kernel, one by one by the copy itself. Best
+/// effort: kernels before 5.14 have no `MADV_POPULATE_WRITE`, and the copy
+/// then takes the faults as before.
+#[allow(unsafe_code)] // madvise on memory this function holds exclusively.
+fn populate(pages: &mut [u8]) {
+    let len = pages.len().min(POPULATE_MAX);
+    // SAFETY: the range lies inside `pages`, a unique borrow of mapped,
+    // read/write memory whose start is page-aligned (a wasm page's start in
+    // a page-aligned linear memory); MADV_POPULATE_WRITE only maps its
+    // pages in, leaving their contents (zero) and the mapping as they are.
+    unsafe { libc::madvise(pages.as_mut_ptr().cast(), len, libc::MADV_POPULATE_WRITE) };
+}
+
+/// How long an instantiation waits for a slot when every slot is taken,
+/// before it fails.
+const SLOT_GRACE: Duration = Duration::from_millis(100);
 
 impl Runtime {
     /// Runs `invocation` on a fresh instance of `module` to completion.
@@ -499,16 +559,26 @@ impl Runtime {
         });
 
         let instantiated = async {
+            // Every slot is taken: one may come back soon (an ended
+            // instance's is on its way back from the reaper; a chain step's
+            // producer lets go once the running step has read its input).
+            // Wait briefly for it rather than refuse at once.
+            if self.slots_full() {
+                self.reaper()
+                    .wait_until(|| !self.slots_full(), SLOT_GRACE)
+                    .await;
+            }
             let instance = module.pre.instantiate_async(&mut store).await?;
             let func = instance
                 .get_module_export(&mut store, &start)
                 .and_then(|export| export.into_func())
                 .ok_or_else(|| wasmtime::format_err!("`_start` is not a function"))?;
-            func.typed::<(), ()>(&store)
+            let memory = instance.get_memory(&mut store, "memory");
+            Ok::<_, wasmtime::Error>((func.typed::<(), ()>(&store)?, memory))
         }
         .await;
         let parts = Parts {
-            store,
+            store: Owned::new(store, self.reaper().clone()),
             instance,
             limits,
             stdout,
@@ -518,7 +588,11 @@ impl Runtime {
             metering: self.config().metering,
         };
         match instantiated {
-            Ok(start) => Ok(Prepared { parts, start }),
+            Ok((start, memory)) => Ok(Prepared {
+                parts,
+                start,
+                memory,
+            }),
             Err(error) => match parts.finish(Err(error)) {
                 Err(failed) => Err(failed),
                 // `finish` reports an error as a failure, or as an exit.

@@ -17,6 +17,7 @@ pub mod input;
 mod instance;
 pub mod limits;
 mod module;
+mod reaper;
 pub mod registry;
 pub mod stdio;
 
@@ -30,6 +31,7 @@ pub use module::{LoadError, LoadedModule, Origin};
 use crate::abi;
 use cache::ArtifactCache;
 pub(crate) use instance::State;
+pub(crate) use reaper::Owned;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -90,6 +92,8 @@ struct Inner {
     /// Where `weft:chain` calls find modules by name; unset, they get
     /// `UNAVAILABLE` (as under `weft run`).
     chain_modules: std::sync::OnceLock<std::sync::Weak<dyn crate::chain::Modules>>,
+    /// Where ended instances' stores are dropped.
+    reaper: Arc<reaper::Reaper>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -138,6 +142,7 @@ impl Runtime {
                 cache,
                 config,
                 chain_modules: std::sync::OnceLock::new(),
+                reaper: reaper::Reaper::spawn()?,
             }),
         })
     }
@@ -168,6 +173,17 @@ impl Runtime {
     pub(crate) fn chain_calls(&self) -> Option<crate::chain::Calls> {
         let modules = self.inner.chain_modules.get()?.clone();
         Some(crate::chain::Calls::new(self.clone(), modules))
+    }
+
+    pub(crate) fn reaper(&self) -> &Arc<reaper::Reaper> {
+        &self.inner.reaper
+    }
+
+    /// Whether every instance slot of the pool is taken.
+    pub(crate) fn slots_full(&self) -> bool {
+        self.engine()
+            .pooling_allocator_metrics()
+            .is_some_and(|pool| pool.core_instances() >= u64::from(self.config().max_instances))
     }
 
     pub(crate) fn linker(&self) -> &Linker<State> {

@@ -16,13 +16,14 @@
 //! a `Bytes`; `recv` copies it once into the receiver's memory.
 
 use crate::mesh::collective::{Call, Op, Type};
+use crate::mesh::job::Shared;
 use crate::mesh::mailbox::Received;
 use crate::mesh::{Member, MeshError};
 use crate::network::Wait;
 use crate::runtime::State;
 use crate::runtime::failure::Interrupt;
 use bytes::Bytes;
-use wasmtime::{Caller, Linker};
+use wasmtime::{Caller, Linker, Memory};
 use weft_abi::errno;
 use weft_abi::mesh::*;
 
@@ -154,26 +155,82 @@ fn length(len: i32) -> Result<usize, MeshError> {
     usize::try_from(len).map_err(|_| MeshError::Invalid(format!("length {len} is negative")))
 }
 
+/// The caller's exported memory: looked up by name on its first
+/// `weft:mesh` call, then kept in its [`Member`]. Traps when the guest
+/// exports none.
+fn memory(caller: &mut Caller<'_, State>) -> wasmtime::Result<Memory> {
+    if let Some(memory) = caller.data().mesh.as_ref().and_then(|m| m.memory) {
+        return Ok(memory);
+    }
+    let memory = caller
+        .get_export("memory")
+        .and_then(|export| export.into_memory())
+        .ok_or_else(|| wasmtime::format_err!("weft: the guest exports no `memory`"))?;
+    if let Some(member) = &mut caller.data_mut().mesh {
+        member.memory = Some(memory);
+    }
+    Ok(memory)
+}
+
+/// The range `ptr..ptr+len` of `memory`; traps when it is outside.
+fn range(
+    caller: &Caller<'_, State>,
+    memory: Memory,
+    ptr: i32,
+    len: usize,
+) -> wasmtime::Result<std::ops::Range<usize>> {
+    let start = ptr as u32 as usize;
+    match start.checked_add(len) {
+        Some(end) if end <= memory.data_size(caller) => Ok(start..end),
+        _ => Err(wasmtime::format_err!(
+            "weft: pointer range {start}+{len} is outside guest memory"
+        )),
+    }
+}
+
+/// Writes `bytes` at `ptr`; traps when the range is outside the memory.
+fn write(caller: &mut Caller<'_, State>, memory: Memory, ptr: i32, bytes: &[u8]) -> Ret {
+    let range = range(caller, memory, ptr, bytes.len())?;
+    memory.data_mut(caller)[range].copy_from_slice(bytes);
+    Ok(errno::OK)
+}
+
 /// Copies `len` bytes at `ptr` into a `Bytes` (the one copy out), in a
-/// buffer from the job's pool when there is one. Traps when the range is
+/// buffer from `job`'s pool when it is large. Traps when the range is
 /// outside the guest's memory.
+fn copy_out(
+    caller: &Caller<'_, State>,
+    memory: Memory,
+    job: &Shared,
+    ptr: i32,
+    len: usize,
+) -> wasmtime::Result<Bytes> {
+    let range = range(caller, memory, ptr, len)?;
+    let mut buf = job.pool().take(len);
+    buf.extend_from_slice(&memory.data(caller)[range]);
+    Ok(Bytes::from(buf))
+}
+
+/// [`copy_out`] for the collectives.
 fn take_bytes(
     caller: &mut Caller<'_, State>,
     member: &Member,
     ptr: i32,
     len: usize,
 ) -> wasmtime::Result<Bytes> {
-    super::check_guest_range(caller, ptr as u32, len as u32)?;
-    let memory = caller
-        .get_export("memory")
-        .and_then(|export| export.into_memory())
-        .ok_or_else(|| wasmtime::format_err!("weft: the guest exports no `memory`"))?;
-    let start = ptr as u32 as usize;
-    let mut buf = member.job.pool().take(len);
-    buf.extend_from_slice(&memory.data(&*caller)[start..start + len]);
-    Ok(Bytes::from(buf))
+    let memory = memory(caller)?;
+    copy_out(caller, memory, &member.job, ptr, len)
 }
 
+/// Traps unless `ptr..ptr+len` is inside the guest's memory.
+fn check(caller: &mut Caller<'_, State>, ptr: i32, len: usize) -> wasmtime::Result<()> {
+    let memory = memory(caller)?;
+    range(caller, memory, ptr, len).map(drop)
+}
+
+/// The hot path: one lookup of the caller's state, no reference count
+/// touched (both ends of a ping-pong would share its cache line), one
+/// copy out of the guest's memory.
 async fn send(
     mut caller: Caller<'_, State>,
     dst: i32,
@@ -182,19 +239,21 @@ async fn send(
     len: i32,
     timeout: i64,
 ) -> Ret {
-    let Some(member) = member(&caller) else {
+    if caller.data().mesh.is_none() {
         return Ok(errno::NOT_IN_MESH);
-    };
+    }
     let len = match length(len) {
         Ok(len) => len,
         Err(error) => return answer::<()>(Err(error)),
     };
+    let memory = memory(&mut caller)?;
+    let member = caller.data().mesh.as_ref().expect("checked above");
     // Refuse an oversized message before copying anything.
     if len > member.job.max_message() {
-        super::check_guest_range(&mut caller, ptr as u32, len as u32)?;
+        range(&caller, memory, ptr, len)?;
         return Ok(errno::TOO_LARGE);
     }
-    let data = take_bytes(&mut caller, &member, ptr, len)?;
+    let data = copy_out(&caller, memory, &member.job, ptr, len)?;
     let sent = member
         .job
         .send(member.rank, dst, tag, data, Wait::from_ms(timeout))
@@ -211,33 +270,41 @@ async fn recv(
     timeout: i64,
     out: i32,
 ) -> Ret {
-    let Some(member) = member(&caller) else {
+    if caller.data().mesh.is_none() {
         return Ok(errno::NOT_IN_MESH);
-    };
+    }
     let cap = match length(cap) {
         Ok(cap) => cap,
         Err(error) => return answer::<()>(Err(error)),
     };
     // A bad pointer traps before any message is taken.
-    super::check_guest_range(&mut caller, ptr as u32, cap as u32)?;
-    super::check_guest_range(&mut caller, out as u32, 12)?;
-    let received = member
-        .job
-        .recv(member.rank, src, tag, cap, Wait::from_ms(timeout))
-        .await;
+    let memory = memory(&mut caller)?;
+    range(&caller, memory, ptr, cap)?;
+    range(&caller, memory, out, 12)?;
+    let received = {
+        let member = caller.data().mesh.as_ref().expect("checked above");
+        member
+            .job
+            .recv(member.rank, src, tag, cap, Wait::from_ms(timeout))
+            .await
+    };
+    let info = |src: i32, tag: i32, len: usize| {
+        let mut info = [0u8; 12];
+        info[..4].copy_from_slice(&(src as u32).to_le_bytes());
+        info[4..8].copy_from_slice(&(tag as u32).to_le_bytes());
+        info[8..].copy_from_slice(&(len as u32).to_le_bytes());
+        info
+    };
     match received {
         Ok(Received::Message(message)) => {
-            super::write_guest_bytes(&mut caller, ptr as u32, &message.data)?;
-            let info = [
-                message.src as u32,
-                message.tag as u32,
-                message.data.len() as u32,
-            ];
+            write(&mut caller, memory, ptr, &message.data)?;
+            let info = info(message.src, message.tag, message.data.len());
+            let member = caller.data().mesh.as_ref().expect("checked above");
             member.job.pool().give(message.data);
-            write_u32s(&mut caller, out, &info)
+            write(&mut caller, memory, out, &info)
         }
         Ok(Received::TooLong { src, tag, len }) => {
-            write_u32s(&mut caller, out, &[src as u32, tag as u32, len as u32])?;
+            write(&mut caller, memory, out, &info(src, tag, len))?;
             Ok(errno::TRUNCATED)
         }
         Err(error) => answer::<()>(Err(error)),
@@ -259,7 +326,7 @@ async fn broadcast(mut caller: Caller<'_, State>, root: i32, ptr: i32, len: i32)
     let data = if member.rank == root as i32 {
         Some(take_bytes(&mut caller, &member, ptr, len)?)
     } else {
-        super::check_guest_range(&mut caller, ptr as u32, len as u32)?;
+        check(&mut caller, ptr, len)?;
         None
     };
     let call = Call::Broadcast { root, len, data };
@@ -319,7 +386,7 @@ async fn gather(
     // MISMATCH).
     let at_root = member.rank == root as i32;
     if at_root {
-        super::check_guest_range(&mut caller, out as u32, out_len as u32)?;
+        check(&mut caller, out, out_len)?;
     }
     let data = take_bytes(&mut caller, &member, ptr, len)?;
     let call = Call::Gather {
@@ -348,7 +415,7 @@ async fn scatter(
             return answer::<()>(Err(error));
         }
     };
-    super::check_guest_range(&mut caller, out as u32, piece as u32)?;
+    check(&mut caller, out, piece)?;
     // `len` must be a piece per member of the round: checked when it
     // completes (else every rank gets MISMATCH).
     let data = if member.rank == root as i32 {
@@ -374,8 +441,8 @@ fn finish(
 ) -> Ret {
     match result {
         Ok(Some(data)) => {
-            super::write_guest_bytes(caller, ptr as u32, &data)?;
-            Ok(errno::OK)
+            let memory = memory(caller)?;
+            write(caller, memory, ptr, &data)
         }
         Ok(None) => Ok(errno::OK),
         Err(error) => answer::<()>(Err(error)),

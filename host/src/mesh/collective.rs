@@ -21,9 +21,11 @@
 //! that *exits* leaves cleanly: later rounds are among the others.
 
 use super::MeshError;
+use super::placement;
 use crate::runtime::Cancel;
 use bytes::Bytes;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use weft_abi::mesh::{op, ty};
@@ -194,6 +196,10 @@ struct Round {
 pub struct Collectives {
     round: Mutex<Round>,
     done: Notify,
+    /// The rounds ended so far (`Round::number`, readable without the
+    /// lock): a rank polling for its round's end looks again only when
+    /// this moves.
+    ended: AtomicU64,
 }
 
 impl Collectives {
@@ -212,6 +218,7 @@ impl Collectives {
                 epoch: 0,
             }),
             done: Notify::new(),
+            ended: AtomicU64::new(0),
         }
     }
 
@@ -265,18 +272,36 @@ impl Collectives {
                 () = notified => {}
             }
         };
+        // The round's result, once it has ended.
+        let ended = || {
+            let round = self.lock();
+            (round.number > number).then(|| match &round.recent[(number % 2) as usize] {
+                Some((done, result)) if *done == number => Ok(Done(result.clone())),
+                _ => Err(MeshError::PeerGone),
+            })
+        };
+        // Poll first (see `placement`): the others are often microseconds
+        // away.
+        let polled = placement::before_parking(
+            || {
+                if self.ended.load(Ordering::Acquire) > number {
+                    ended()
+                } else {
+                    None
+                }
+            },
+            cancel,
+        )
+        .await;
+        if let Some(result) = polled {
+            return result;
+        }
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let round = self.lock();
-                if round.number > number {
-                    return match &round.recent[(number % 2) as usize] {
-                        Some((done, result)) if *done == number => Ok(Done(result.clone())),
-                        _ => Err(MeshError::PeerGone),
-                    };
-                }
+            if let Some(result) = ended() {
+                return result;
             }
             tokio::select! {
                 biased;
@@ -290,6 +315,7 @@ impl Collectives {
         let slot = (round.number % 2) as usize;
         round.recent[slot] = Some((round.number, result));
         round.number += 1;
+        self.ended.store(round.number, Ordering::Release);
         round.entered = 0;
         round.members = None;
         round.calls.clear();

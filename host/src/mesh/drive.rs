@@ -1,9 +1,11 @@
-//! Running a job: every rank (and a controller) as an instance, the
-//! lifetime rules applied as they end, and the teardown.
+//! Running a job: every rank (and a controller) as an instance on a
+//! thread of its own (see [`placement`]), the lifetime rules applied as
+//! they end, and the teardown.
 
 use super::Member;
 use super::job::{OnFailure, Output, Parent, Shared, Spec, Who};
 use super::join::Launch;
+use super::placement;
 use super::status::{Ending, RankState, Report};
 use crate::runtime::stdio::{LineSink, StreamKind};
 use crate::runtime::{
@@ -12,6 +14,7 @@ use crate::runtime::{
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use weft_abi::log::Level;
 use weft_abi::mesh::PARENT;
@@ -67,8 +70,14 @@ struct Starter<'a> {
 type Names = std::collections::HashMap<i32, (String, String)>;
 
 impl Starter<'_> {
-    /// Starts a placed rank.
-    fn launch(&self, tasks: &mut tokio::task::JoinSet<Ran>, names: &mut Names, launch: Launch) {
+    /// Starts a placed rank, on a thread of its own if `own_thread`.
+    fn launch(
+        &self,
+        tasks: &mut tokio::task::JoinSet<Ran>,
+        names: &mut Names,
+        launch: Launch,
+        own_thread: bool,
+    ) {
         let slot = self
             .shared
             .rank(launch.rank as usize)
@@ -86,10 +95,14 @@ impl Starter<'_> {
             &launch.module,
             instance,
             launch.args,
+            own_thread,
         );
     }
 
-    /// Starts rank `rank` (or the controller, as [`PARENT`]) in `tasks`.
+    /// Starts rank `rank` (or the controller, as [`PARENT`]) in `tasks`:
+    /// its instance runs on a thread of its own if `own_thread`, else as a
+    /// task on the runtime.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
         tasks: &mut tokio::task::JoinSet<Ran>,
@@ -98,6 +111,7 @@ impl Starter<'_> {
         module: &LoadedModule,
         instance: InstanceId,
         args: Option<Vec<String>>,
+        own_thread: bool,
     ) {
         let shared = self.shared;
         let mut env = self.spec.env.clone();
@@ -147,14 +161,45 @@ impl Starter<'_> {
         let member = Member {
             job: shared.clone(),
             rank,
+            memory: None,
         };
         let (runtime, module) = (self.runtime.clone(), module.clone());
-        tasks.spawn(async move {
-            let result = runtime
+        let id = instance.clone();
+        let run = async move {
+            runtime
                 .invoke_member(&module, invocation, instance, member)
-                .await;
-            (rank, result)
-        });
+                .await
+        };
+        if !own_thread {
+            tasks.spawn(async move { (rank, placement::on_runtime(run).await) });
+            return;
+        }
+        let name = if rank == PARENT {
+            "weft-parent".to_owned()
+        } else {
+            format!("weft-rank-{rank}")
+        };
+        match placement::on_own_thread(name, Handle::current(), run) {
+            Ok(ran) => {
+                tasks.spawn(async move { (rank, ran.await) });
+            }
+            Err(error) => {
+                // No thread to be had: the rank fails, as it would
+                // without memory for its instance.
+                tracing::error!(mesh = %shared.id, rank, "no thread for the rank: {error}");
+                let failed = Failed {
+                    instance: id,
+                    failure: Failure::Host {
+                        message: format!("no thread for the rank: {error}"),
+                    },
+                    stderr: Bytes::new(),
+                    logs: Vec::new(),
+                    backtrace: None,
+                    duration: Duration::ZERO,
+                };
+                tasks.spawn(async move { (rank, Err(Box::new(failed))) });
+            }
+        }
     }
 }
 
@@ -179,13 +224,25 @@ pub(super) async fn drive(
         output: &output,
     };
     let mut names = std::collections::HashMap::new();
+    // The job's ranks get threads of their own if they all fit the cores
+    // (a controller counts as one), else all run as tasks.
+    let controller = matches!(parent, Parent::Controller { .. });
+    let own_threads = placement::fits(launches.len() + usize::from(controller));
     for launch in launches {
-        starter.launch(&mut tasks, &mut names, launch);
+        starter.launch(&mut tasks, &mut names, launch, own_threads);
     }
     if let Parent::Controller { name, module } = &parent {
         let instance = InstanceId::new();
         names.insert(PARENT, (instance.to_string(), name.clone()));
-        starter.start(&mut tasks, PARENT, name, module, instance, None);
+        starter.start(
+            &mut tasks,
+            PARENT,
+            name,
+            module,
+            instance,
+            None,
+            own_threads,
+        );
     }
 
     let mut controller_exit = None;
@@ -200,7 +257,7 @@ pub(super) async fn drive(
             match joins.try_recv() {
                 Ok(launch) => {
                     drop(open);
-                    starter.launch(&mut tasks, &mut names, launch);
+                    starter.launch(&mut tasks, &mut names, launch, placement::fits(1));
                 }
                 Err(_) => {
                     *open = None;
@@ -210,7 +267,7 @@ pub(super) async fn drive(
         }
         let joined = tokio::select! {
             Some(launch) = joins.recv() => {
-                starter.launch(&mut tasks, &mut names, launch);
+                starter.launch(&mut tasks, &mut names, launch, placement::fits(1));
                 continue;
             }
             Some(joined) = tasks.join_next() => joined,

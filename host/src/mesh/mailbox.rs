@@ -15,21 +15,20 @@
 //! list is the truth).
 
 use super::MeshError;
+use super::placement;
 use crate::network::Wait;
 use crate::runtime::Cancel;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 use tokio::sync::Notify;
 use weft_abi::mesh::{ANY, MEMBERSHIP};
 
 /// Membership events kept per mailbox; past it the oldest go.
 pub const MAX_EVENTS: usize = 256;
 
-/// How long a receiver keeps looking before it suspends.
-const SPIN: Duration = Duration::from_micros(20);
 /// One message in flight.
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -111,8 +110,16 @@ pub struct Mailbox {
     bounds: Bounds,
     /// Notified when a message arrives or the mailbox closes.
     arrived: Notify,
+    /// Receivers parked on `arrived`: a sender notifies only when there is
+    /// one (a `notify_waiters` takes the `Notify`'s own lock).
+    receivers: AtomicUsize,
     /// Notified when room is made or the mailbox closes.
     room: Notify,
+    /// Senders parked on `room`.
+    senders: AtomicUsize,
+    /// Messages taken so far: a sender polling for room looks again only
+    /// when this moves.
+    taken: AtomicU64,
     /// The most messages ever queued at once.
     high_water: AtomicU64,
     /// Messages queued so far: a spinning receiver looks again only when
@@ -127,7 +134,10 @@ impl Mailbox {
             queue: Mutex::new(Queue::default()),
             bounds,
             arrived: Notify::new(),
+            receivers: AtomicUsize::new(0),
             room: Notify::new(),
+            senders: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
             high_water: AtomicU64::new(0),
             arrivals: AtomicU64::new(0),
         }
@@ -152,10 +162,12 @@ impl Mailbox {
         queue.bytes += message.data.len();
         queue.messages.push_back(message);
         self.arrivals.fetch_add(1, Ordering::Release);
-        self.high_water
-            .fetch_max(queue.messages.len() as u64, Ordering::Relaxed);
+        if queue.messages.len() as u64 > self.high_water.load(Ordering::Relaxed) {
+            self.high_water
+                .store(queue.messages.len() as u64, Ordering::Relaxed);
+        }
         drop(queue);
-        self.arrived.notify_waiters();
+        notify(&self.arrived, &self.receivers);
         Ok(())
     }
 
@@ -174,25 +186,52 @@ impl Mailbox {
         }
         let mut message = match self.try_push(message) {
             Ok(()) => return Ok(()),
-            Err((back, MeshError::WouldBlock)) if !matches!(wait, Wait::No) => back,
+            Err((back, MeshError::WouldBlock)) if !matches!(wait, Wait::No) => Some(back),
             Err((_, error)) => return Err(error),
         };
+        // Poll for room first (see `placement`): a receiver on another core
+        // usually makes some within microseconds. Polling registers
+        // nothing: the cancel token and the clock join in only if it parks.
+        let started = Instant::now();
+        let mut seen = None;
+        let polled = placement::before_parking(
+            || {
+                let taken = self.taken.load(Ordering::Acquire);
+                if seen == Some(taken) {
+                    return None;
+                }
+                seen = Some(taken);
+                match self.try_push(message.take().expect("put back")) {
+                    Ok(()) => Some(Ok(())),
+                    Err((back, MeshError::WouldBlock)) => {
+                        message = Some(back);
+                        None
+                    }
+                    Err((_, error)) => Some(Err(error)),
+                }
+            },
+            cancel,
+        )
+        .await;
+        if let Some(done) = polled {
+            return done;
+        }
+        let mut message = message.expect("not yet queued");
         let attempt = async move {
+            let _parked = Parked::on(&self.senders);
             loop {
                 let room = self.room.notified();
                 tokio::pin!(room);
                 room.as_mut().enable();
                 match self.try_push(message) {
                     Ok(()) => return Ok(()),
-                    Err((back, MeshError::WouldBlock)) if !matches!(wait, Wait::No) => {
-                        message = back;
-                    }
+                    Err((back, MeshError::WouldBlock)) => message = back,
                     Err((_, error)) => return Err(error),
                 }
                 room.await;
             }
         };
-        waiting(attempt, wait, cancel).await
+        waiting(attempt, wait, started, cancel).await
     }
 
     /// Queues a membership event (dropping the oldest past
@@ -208,7 +247,7 @@ impl Mailbox {
         queue.events.push_back(event);
         self.arrivals.fetch_add(1, Ordering::Release);
         drop(queue);
-        self.arrived.notify_waiters();
+        notify(&self.arrived, &self.receivers);
     }
 
     /// Takes the oldest message matching `src` and `tag` if it is at most
@@ -251,8 +290,9 @@ impl Mailbox {
         }
         let message = queue.messages.remove(index).expect("index is in range");
         queue.bytes -= message.data.len();
+        self.taken.fetch_add(1, Ordering::Release);
         drop(queue);
-        self.room.notify_waiters();
+        notify(&self.room, &self.senders);
         Ok(Received::Message(message))
     }
 
@@ -278,47 +318,47 @@ impl Mailbox {
             Err(MeshError::WouldBlock) if gone() => return Err(MeshError::PeerGone),
             other => return other,
         }
-        let attempt = async {
-            // First a short spin: a peer on another core usually answers
-            // within microseconds, sooner than a parked worker thread can
-            // be woken. It looks only when something arrived, and yields
-            // to the executor between looks: a peer on the same worker
-            // thread gets to run (a busy spin there would only delay it;
-            // measured: a 5 µs busy poll before this made round trips
-            // several times slower whenever both ranks shared a thread).
-            if !matches!(wait, Wait::No) {
-                let started = Instant::now();
-                let mut seen = None;
-                loop {
-                    let arrivals = self.arrivals.load(Ordering::Acquire);
-                    if seen != Some(arrivals) {
-                        seen = Some(arrivals);
-                        match self.try_take(src, tag, cap) {
-                            Err(MeshError::WouldBlock) if !gone() => {}
-                            // Gone: the loop below answers.
-                            Err(MeshError::WouldBlock) => break,
-                            other => return other,
-                        }
-                    }
-                    if started.elapsed() >= SPIN {
-                        break;
-                    }
-                    requeue().await;
+        // First look again for a while (see `placement`): a peer on another
+        // core usually answers within microseconds, sooner than a parked
+        // thread can be woken. A look that finds the arrivals counter
+        // unmoved takes no lock; polling registers nothing (the cancel
+        // token and the clock join in only if it parks).
+        let started = Instant::now();
+        let mut seen = None;
+        let polled = placement::before_parking(
+            || {
+                let arrivals = self.arrivals.load(Ordering::Acquire);
+                if seen == Some(arrivals) {
+                    return None;
                 }
-            }
+                seen = Some(arrivals);
+                match self.try_take(src, tag, cap) {
+                    // Gone: the loop below answers.
+                    Err(MeshError::WouldBlock) => None,
+                    other => Some(other),
+                }
+            },
+            cancel,
+        )
+        .await;
+        if let Some(answer) = polled {
+            return answer;
+        }
+        let attempt = async {
+            let _parked = Parked::on(&self.receivers);
             loop {
                 let arrived = self.arrived.notified();
                 tokio::pin!(arrived);
                 arrived.as_mut().enable();
                 match self.try_take(src, tag, cap) {
                     Err(MeshError::WouldBlock) if gone() => return Err(MeshError::PeerGone),
-                    Err(MeshError::WouldBlock) if !matches!(wait, Wait::No) => {}
+                    Err(MeshError::WouldBlock) => {}
                     other => return other,
                 }
                 arrived.await;
             }
         };
-        waiting(attempt, wait, cancel).await
+        waiting(attempt, wait, started, cancel).await
     }
 
     /// Wakes a waiting receiver to look again (a sender has ended).
@@ -360,39 +400,48 @@ impl Mailbox {
     }
 }
 
-/// Lets the executor run other tasks once, then continues: the task wakes
-/// itself and returns `Pending`, so tokio puts it at the back of its
-/// worker's run queue. Unlike `tokio::task::yield_now`, which holds the
-/// task back until the worker next polls its I/O driver (an `epoll_wait`
-/// syscall and clock reads per look: a large share of a spinning
-/// receiver's time in `perf`), this only goes round the run queue; the
-/// driver is still polled every few dozen tasks, as tokio always does.
-async fn requeue() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
+/// Wakes whoever is parked on `notify`, if anyone is: `parked` counts
+/// them. A parked waiter counts itself before it looks at the queue one
+/// last time, and the caller changed the queue under its lock before this:
+/// either the waiter's look sees the change, or this sees the waiter.
+fn notify(notify: &Notify, parked: &AtomicUsize) {
+    if parked.load(Ordering::SeqCst) > 0 {
+        notify.notify_waiters();
+    }
 }
 
-/// Runs `attempt` under the timeout of `wait`, ending early when `cancel`
-/// fires.
+/// Counts a waiter as parked while it lives.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn on(count: &'a AtomicUsize) -> Parked<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Parked(count)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs `attempt` under the timeout of `wait` (counted from `started`),
+/// ending early when `cancel` fires.
 async fn waiting<T>(
     attempt: impl Future<Output = Result<T, MeshError>>,
     wait: Wait,
+    started: Instant,
     cancel: &Cancel,
 ) -> Result<T, MeshError> {
     let bounded = async {
         match wait {
-            Wait::For(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .unwrap_or(Err(MeshError::TimedOut)),
+            Wait::For(limit) => {
+                let deadline = tokio::time::Instant::from_std(started + limit);
+                tokio::time::timeout_at(deadline, attempt)
+                    .await
+                    .unwrap_or(Err(MeshError::TimedOut))
+            }
             Wait::No | Wait::Forever => attempt.await,
         }
     };
@@ -406,6 +455,7 @@ async fn waiting<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn message(src: i32, tag: i32, data: &'static [u8]) -> Message {
         Message {

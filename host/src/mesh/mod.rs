@@ -4,6 +4,8 @@
 //! - [`mailbox`]: bounded per-rank queues of `Bytes` messages, matched by
 //!   source and tag; a full mailbox makes the sender wait.
 //! - [`pool`]: recycled buffers for large messages.
+//! - [`placement`]: each rank on an OS thread of its own, and how a
+//!   waiting rank polls (busy, yielding, or not at all) before it parks.
 //! - [`collective`]: barrier, broadcast, reduce/allreduce, gather and
 //!   scatter, computed natively by the host in rank order.
 //! - [`job`]: starting the ranks, the parent (a controller module, an
@@ -38,6 +40,7 @@ mod drive;
 pub mod job;
 mod join;
 pub mod mailbox;
+pub mod placement;
 pub mod pool;
 pub mod registry;
 pub mod status;
@@ -136,4 +139,7 @@ impl fmt::Display for MeshId {
 pub struct Member {
     pub(crate) job: Arc<job::Shared>,
     pub(crate) rank: i32,
+    /// The instance's exported memory, once a `weft:mesh` call has looked
+    /// it up (saves a lookup by name per message).
+    pub(crate) memory: Option<wasmtime::Memory>,
 }

@@ -1,0 +1,234 @@
+//! Where a rank runs, and how it waits: like an MPI rank, on an OS thread
+//! of its own, busy-polling while it has a core to itself.
+//!
+//! A job whose ranks (and controller) [`fit`](fits) the cores, counting
+//! the ranks already running in the process, runs each on a dedicated
+//! thread, `weft-rank-N` (`weft-parent` for a controller), that drives the
+//! instance with [`Handle::block_on`] on the runtime's handle: the
+//! instance's future is polled on that thread, while what it registers
+//! (I/O on the mesh subnet, timers, deadlines, the [`Cancel`] token's
+//! waker) and what it spawns stay on the runtime. A stopped job reaches a
+//! rank there as it would a task: a rank running wasm stops at its next
+//! epoch tick, one waiting in a host call is woken at once. The thread
+//! ends when the instance does; the driver joins it before it reports the
+//! rank ended, so a job leaves no thread behind. A job that does not fit
+//! runs its ranks as tasks on the runtime ([`on_runtime`]), as before
+//! threads: there, two ranks on one worker hand off without an OS
+//! wake-up, which oversubscribed threads would pay on every message.
+//! Ranks that join a running job are placed one by one the same way.
+//!
+//! Waiting (a receive with nothing to take, a collective not yet
+//! complete, a send to a full mailbox) first looks again for a bounded
+//! time, per [`idle`]:
+//!
+//! - [`Idle::Busy`]: on a rank's own thread while the ranks running (over
+//!   every job in the process) are no more than the machine's cores: a
+//!   tight loop on an atomic counter with [`std::hint::spin_loop`], for
+//!   up to [`BUSY`] (yielding the core between looks after [`TIGHT`], in
+//!   case another process took the other cores and the peer waits for
+//!   this one). Nothing else of ours wants that core, and parking would
+//!   cost a futex wake-up (tens of µs on a VM) per message.
+//! - [`Idle::Park`]: on a rank's own thread when oversubscribed: park at
+//!   once, and leave the cores to the ranks that have work (Open MPI's
+//!   `mpi_yield_when_idle` when oversubscribed).
+//! - [`Idle::Yield`]: an instance polled on a runtime worker (the code
+//!   that calls the mesh from a task, such as an external parent's link,
+//!   or tests): a short spin that yields to the executor between looks,
+//!   so a peer on the same worker gets to run.
+//!
+//! The numbers behind it are in `docs/abi.md` (`weft:mesh`, "Where ranks
+//! run") and come from `cargo bench -p weft-host --bench mesh`.
+
+use crate::runtime::Cancel;
+use std::cell::Cell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// How long a rank with a core to itself polls before it parks: about
+/// what a park and wake-up cost, so a wait that ends up parking costs at
+/// most twice what parking at once would.
+pub const BUSY: Duration = Duration::from_micros(50);
+
+/// How long a busy poll loops without yielding the core: a peer on
+/// another core answers a small message within this.
+pub const TIGHT: Duration = Duration::from_micros(5);
+
+/// How long an instance on a runtime worker keeps looking (yielding
+/// between looks) before it parks.
+pub const YIELDING: Duration = Duration::from_micros(20);
+
+/// Ranks (and controllers) running now, over every job.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Whether this thread is a rank's own.
+    static OWN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The machine's cores, as the process may use them.
+pub fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Ranks running now, over every job in the process.
+pub fn running() -> usize {
+    RUNNING.load(Ordering::Relaxed)
+}
+
+/// How a waiting rank spends the time before it parks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll in a tight loop for up to [`BUSY`].
+    Busy,
+    /// Park at once.
+    Park,
+    /// Look again between turns of the executor for up to [`YIELDING`].
+    Yield,
+}
+
+/// The policy for a wait starting now on this thread.
+pub fn idle() -> Idle {
+    if !OWN_THREAD.with(Cell::get) {
+        Idle::Yield
+    } else if running() <= cores() {
+        Idle::Busy
+    } else {
+        Idle::Park
+    }
+}
+
+/// Calls `look` per the [`idle`] policy until it gives an answer, the
+/// time is up, or `cancel` fires; `None` means: park now. `look` should
+/// be cheap when nothing has changed (one atomic load).
+pub async fn before_parking<T>(mut look: impl FnMut() -> Option<T>, cancel: &Cancel) -> Option<T> {
+    match idle() {
+        Idle::Park => None,
+        Idle::Busy => {
+            let started = Instant::now();
+            loop {
+                // The clock is read once per 64 looks (a look that finds
+                // nothing is a load and a compare).
+                for _ in 0..64 {
+                    if let Some(answer) = look() {
+                        return Some(answer);
+                    }
+                    std::hint::spin_loop();
+                }
+                let waited = started.elapsed();
+                if cancel.is_cancelled() || waited >= BUSY {
+                    return None;
+                }
+                // Past the first microseconds, offer the core to another
+                // thread between looks: when something else took the
+                // other cores, the peer may be waiting for this one
+                // (with nothing else to run, this returns at once).
+                if waited >= TIGHT {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        Idle::Yield => {
+            let started = Instant::now();
+            loop {
+                if let Some(answer) = look() {
+                    return Some(answer);
+                }
+                if cancel.is_cancelled() || started.elapsed() >= YIELDING {
+                    return None;
+                }
+                requeue().await;
+            }
+        }
+    }
+}
+
+/// Lets the executor run other tasks once, then continues: the task wakes
+/// itself and returns `Pending`, so tokio puts it at the back of its
+/// worker's run queue. Unlike `tokio::task::yield_now`, which holds the
+/// task back until the worker next polls its I/O driver (an `epoll_wait`
+/// syscall and clock reads per look: a large share of a spinning
+/// receiver's time in `perf`), this only goes round the run queue; the
+/// driver is still polled every few dozen tasks, as tokio always does.
+async fn requeue() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Counts a running rank while it lives.
+struct Running;
+
+impl Running {
+    fn enter() -> Running {
+        RUNNING.fetch_add(1, Ordering::Relaxed);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether `ranks` more ranks each get a thread of their own: when, with
+/// them, the ranks running are no more than the cores. A job that does not
+/// fit runs its ranks as tasks on the runtime instead ([`on_runtime`]),
+/// where a hand-off between two ranks on one worker costs no OS wake-up:
+/// measured with 16 ranks on 2 cores, a barrier took 11 µs as tasks and
+/// 70–80 µs as parked threads.
+pub fn fits(ranks: usize) -> bool {
+    running() + ranks <= cores()
+}
+
+/// Runs `future` (a rank's instance) as it is, counted as a running rank.
+pub async fn on_runtime<F: Future>(future: F) -> F::Output {
+    let _running = Running::enter();
+    future.await
+}
+
+/// Runs `future` to completion on a new thread named `name`, polled there
+/// with [`Handle::block_on`] on `runtime`; resolves to its output once the
+/// thread has ended. Panics (in the awaiting task) when the thread did.
+pub fn on_own_thread<F>(
+    name: String,
+    runtime: Handle,
+    future: F,
+) -> std::io::Result<impl Future<Output = F::Output> + Send + 'static>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let output = {
+            let _running = Running::enter();
+            OWN_THREAD.with(|own| own.set(true));
+            runtime.block_on(future)
+        };
+        drop(runtime);
+        // The thread's last act: what is left to do is return.
+        let _ = done.send(output);
+    })?;
+    Ok(async move {
+        let output = result.await;
+        // It has sent its output and returns: joining takes no time.
+        let joined = thread.join();
+        match (output, joined) {
+            (Ok(output), _) => output,
+            (Err(_), Err(panic)) => std::panic::resume_unwind(panic),
+            (Err(_), Ok(())) => unreachable!("a rank's thread ended without an answer"),
+        }
+    })
+}

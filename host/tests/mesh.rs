@@ -264,3 +264,52 @@ fn mesh_a_job_with_more_ranks_than_cores_runs_them_as_tasks() {
         stopping(&spin_and_poll(), ranks).await;
     });
 }
+
+/// The CPUs each `weft-rank-*` thread of this process may run on, as
+/// `/proc` lists them.
+fn rank_thread_cpus() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            let cpus = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+            name.starts_with("weft-rank-")
+                .then(|| cpus.trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn mesh_rank_threads_are_pinned_to_cpus_of_their_own() {
+    if placement::cores() < 2 {
+        return;
+    }
+    serial(async {
+        let runtime = runtime();
+        let (job, link) = job::start(
+            &runtime,
+            spec(&runtime, &wait_forever(), 2),
+            Parent::External,
+        )
+        .unwrap();
+        until("both ranks on threads of their own", || {
+            job.running_ranks() == 2 && rank_threads() == 2
+        })
+        .await;
+        let mut cpus = rank_thread_cpus();
+        cpus.sort();
+        assert_eq!(cpus.len(), 2);
+        assert!(
+            cpus.iter().all(|list| list.parse::<usize>().is_ok()),
+            "each on one CPU: {cpus:?}"
+        );
+        assert_ne!(cpus[0], cpus[1], "on different CPUs");
+        drop(link);
+        job.wait().await;
+        assert_eq!(rank_threads(), 0);
+    });
+}

@@ -11,7 +11,8 @@
 //! rank there as it would a task: a rank running wasm stops at its next
 //! epoch tick, one waiting in a host call is woken at once. The thread
 //! ends when the instance does; the driver joins it before it reports the
-//! rank ended, so a job leaves no thread behind. A job that does not fit
+//! rank ended, so a job leaves no thread behind. Each such thread is pinned
+//! to the allowed CPU with the fewest rank threads ([`Pinned`]). A job that does not fit
 //! runs its ranks as tasks on the runtime ([`on_runtime`]), as before
 //! threads: there, two ranks on one worker hand off without an OS
 //! wake-up, which oversubscribed threads would pay on every message.
@@ -213,6 +214,7 @@ where
     let (done, result) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let output = {
+            let _pinned = Pinned::to_least_used_cpu();
             let _running = Running::enter();
             OWN_THREAD.with(|own| own.set(true));
             runtime.block_on(future)
@@ -231,4 +233,71 @@ where
             (Err(_), Ok(())) => unreachable!("a rank's thread ended without an answer"),
         }
     })
+}
+
+/// The CPUs this process may run on, and how many rank threads are pinned
+/// to each.
+static PINS: std::sync::Mutex<Vec<(usize, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// A rank thread pinned to one CPU, as MPI pins its ranks: a rank that
+/// busy-polls must not share a core with its peer, and the scheduler does
+/// not know that on its own (unpinned, the two threads of a ping-pong
+/// sometimes share a core for a while, and a 1 MiB stream then ran at a
+/// tenth of its speed). Each thread goes to the allowed CPU with the fewest
+/// rank threads; the pin is given back when the thread's rank ends.
+struct Pinned(usize);
+
+impl Pinned {
+    /// Pins the calling thread; `None` (and the thread left as it is) when
+    /// the allowed CPUs cannot be read or set.
+    fn to_least_used_cpu() -> Option<Pinned> {
+        let mut pins = PINS.lock().unwrap_or_else(|p| p.into_inner());
+        if pins.is_empty() {
+            *pins = allowed_cpus()?.into_iter().map(|cpu| (cpu, 0)).collect();
+        }
+        let (cpu, count) = pins.iter_mut().min_by_key(|(_, count)| *count)?;
+        pin_to(*cpu).then(|| {
+            *count += 1;
+            Pinned(*cpu)
+        })
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let mut pins = PINS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, count)) = pins.iter_mut().find(|(cpu, _)| *cpu == self.0) {
+            *count -= 1;
+        }
+    }
+}
+
+/// The CPUs the calling thread may run on.
+#[allow(unsafe_code)] // sched_getaffinity into a set this function owns.
+fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; the call writes at
+    // most `size_of::<cpu_set_t>()` bytes into it, and CPU_ISSET reads it
+    // within bounds (indices below CPU_SETSIZE).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect();
+        (!cpus.is_empty()).then_some(cpus)
+    }
+}
+
+/// Pins the calling thread to `cpu`; whether it worked.
+#[allow(unsafe_code)] // sched_setaffinity from a set this function owns.
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: as in `allowed_cpus`; `cpu` came from the allowed set, so it
+    // is below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }

@@ -79,6 +79,10 @@ pub fn input() -> Vec<u8> {
     buf
 }
 
+/// The size from which [`input_in_place`] has the host place the input in
+/// pages of its own.
+pub const IN_PLACE_FROM: usize = 32 << 10;
+
 /// Reads the whole invocation input into memory set aside for it, and
 /// lends it for the rest of the instance's life: one copy from where the
 /// host holds it (in a chain: the previous step's memory), no allocation.
@@ -86,11 +90,21 @@ pub fn input() -> Vec<u8> {
 /// ahead may have them already, so its hop costs that one copy alone. The
 /// bytes are yours to change in place and to hand on with [`output_slice`].
 ///
+/// An input under [`IN_PLACE_FROM`] bytes is read into this instance's own
+/// heap instead ([`input`], then leaked): the memory it started with most
+/// likely has room for it, and new pages cost more than such a copy.
+///
 /// A second call finds no input left and returns an empty slice. Falls
 /// back to reading stdin where the input is not in memory (`weft run`).
 /// Panics if the pages would pass the instance's memory limit.
 pub fn input_in_place() -> &'static mut [u8] {
-    let (mut ptr, mut len) = (0u32, 0u32);
+    let mut len = 0u32;
+    // SAFETY: `len` is a live u32.
+    let known = unsafe { sys::chain::input_len(&mut len) } == errno::OK;
+    if !known || (len as usize) < IN_PLACE_FROM {
+        return input().leak();
+    }
+    let mut ptr = 0u32;
     // SAFETY: both are live u32s.
     match unsafe { sys::chain::input_in_place(&mut ptr, &mut len) } {
         errno::OK if len == 0 => &mut [],

@@ -290,6 +290,18 @@ fn an_input_placed_in_place_lands_in_the_room_set_aside_ahead_when_it_fits() {
     // Nothing to place: an empty slice.
     let outcome = run_in_place(100_000, Bytes::new(), Limits::default());
     assert_eq!(placed(&outcome.output).1, 0);
+    // A room takes at most half of the memory limit (8 pages here): 3
+    // pages are set aside, 5 are not (the input then grows its own).
+    let limits = Limits {
+        memory: 8 * u64::from(PAGE),
+        ..Limits::default()
+    };
+    let three = pattern(3 * PAGE as usize);
+    let outcome = run_in_place(three.len(), three.clone(), limits.clone());
+    assert_eq!(placed(&outcome.output), (PAGE, 3 * PAGE, &three[..]));
+    let five = pattern(5 * PAGE as usize);
+    let outcome = run_in_place(five.len(), five.clone(), limits);
+    assert_eq!(placed(&outcome.output), (2 * PAGE, 5 * PAGE, &five[..]));
 }
 
 #[test]

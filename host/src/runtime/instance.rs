@@ -320,8 +320,10 @@ impl Prepared {
     /// Grows the instance's memory by `bytes` (rounded up to whole pages)
     /// ahead of an input that the guest will have placed there
     /// (`weft:chain`'s `input_in_place`), so that placing it costs the copy
-    /// alone. Does nothing where that would pass the memory limit, or the
-    /// instance exports no memory.
+    /// alone. Does nothing where the room would take more than half of the
+    /// memory limit (the input may turn out smaller than the last, and the
+    /// guest then needs its memory for itself), or the instance exports no
+    /// memory.
     pub fn reserve_input(&mut self, bytes: usize) {
         let Some(memory) = self.memory else {
             return;
@@ -329,7 +331,11 @@ impl Prepared {
         let store = &mut *self.parts.store;
         let pages = (bytes as u64).div_ceil(limits::WASM_PAGE);
         let size = memory.data_size(&*store) as u64;
-        if pages == 0 || size + pages * limits::WASM_PAGE > self.parts.limits.memory {
+        let limit = self.parts.limits.memory;
+        if pages == 0
+            || pages * limits::WASM_PAGE > limit / 2
+            || size + pages * limits::WASM_PAGE > limit
+        {
             return;
         }
         if let Ok(before) = memory.grow(&mut *store, pages) {

@@ -594,11 +594,15 @@ impl Runtime {
             metering: self.config().metering,
         };
         match instantiated {
-            Ok((start, memory)) => Ok(Prepared {
-                parts,
-                start,
-                memory,
-            }),
+            Ok((start, memory)) => {
+                let mut parts = parts;
+                parts.store.set_memory(memory);
+                Ok(Prepared {
+                    parts,
+                    start,
+                    memory,
+                })
+            }
             Err(error) => match parts.finish(Err(error)) {
                 Err(failed) => Err(failed),
                 // `finish` reports an error as a failure, or as an exit.

@@ -15,6 +15,7 @@
 //! Copies: `send` copies the message once out of the sender's memory into
 //! a `Bytes`; `recv` copies it once into the receiver's memory.
 
+use super::guest_range;
 use crate::mesh::collective::{Call, Op, Type};
 use crate::mesh::job::Shared;
 use crate::mesh::mailbox::Received;
@@ -172,25 +173,9 @@ fn memory(caller: &mut Caller<'_, State>) -> wasmtime::Result<Memory> {
     Ok(memory)
 }
 
-/// The range `ptr..ptr+len` of `memory`; traps when it is outside.
-fn range(
-    caller: &Caller<'_, State>,
-    memory: Memory,
-    ptr: i32,
-    len: usize,
-) -> wasmtime::Result<std::ops::Range<usize>> {
-    let start = ptr as u32 as usize;
-    match start.checked_add(len) {
-        Some(end) if end <= memory.data_size(caller) => Ok(start..end),
-        _ => Err(wasmtime::format_err!(
-            "weft: pointer range {start}+{len} is outside guest memory"
-        )),
-    }
-}
-
 /// Writes `bytes` at `ptr`; traps when the range is outside the memory.
 fn write(caller: &mut Caller<'_, State>, memory: Memory, ptr: i32, bytes: &[u8]) -> Ret {
-    let range = range(caller, memory, ptr, bytes.len())?;
+    let range = guest_range(&*caller, memory, ptr as u32, bytes.len())?;
     memory.data_mut(caller)[range].copy_from_slice(bytes);
     Ok(errno::OK)
 }
@@ -205,7 +190,7 @@ fn copy_out(
     ptr: i32,
     len: usize,
 ) -> wasmtime::Result<Bytes> {
-    let range = range(caller, memory, ptr, len)?;
+    let range = guest_range(caller, memory, ptr as u32, len)?;
     let mut buf = job.pool().take(len);
     buf.extend_from_slice(&memory.data(caller)[range]);
     Ok(Bytes::from(buf))
@@ -225,7 +210,7 @@ fn take_bytes(
 /// Traps unless `ptr..ptr+len` is inside the guest's memory.
 fn check(caller: &mut Caller<'_, State>, ptr: i32, len: usize) -> wasmtime::Result<()> {
     let memory = memory(caller)?;
-    range(caller, memory, ptr, len).map(drop)
+    guest_range(caller, memory, ptr as u32, len).map(drop)
 }
 
 /// The hot path: one lookup of the caller's state, no reference count
@@ -250,7 +235,7 @@ async fn send(
     let member = caller.data().mesh.as_ref().expect("checked above");
     // Refuse an oversized message before copying anything.
     if len > member.job.max_message() {
-        range(&caller, memory, ptr, len)?;
+        guest_range(&caller, memory, ptr as u32, len)?;
         return Ok(errno::TOO_LARGE);
     }
     let data = copy_out(&caller, memory, &member.job, ptr, len)?;
@@ -279,8 +264,8 @@ async fn recv(
     };
     // A bad pointer traps before any message is taken.
     let memory = memory(&mut caller)?;
-    range(&caller, memory, ptr, cap)?;
-    range(&caller, memory, out, 12)?;
+    guest_range(&caller, memory, ptr as u32, cap)?;
+    guest_range(&caller, memory, out as u32, 12)?;
     let received = {
         let member = caller.data().mesh.as_ref().expect("checked above");
         member

@@ -61,10 +61,20 @@ pub(crate) fn check_guest_range<T>(
     len: u32,
 ) -> wasmtime::Result<()> {
     let memory = guest_memory(caller)?;
-    let size = memory.data_size(&caller);
-    let end = (ptr as usize).checked_add(len as usize);
-    match end {
-        Some(end) if end <= size => Ok(()),
+    guest_range(&*caller, memory, ptr, len as usize).map(drop)
+}
+
+/// The range `ptr..ptr+len` of `memory`, for a caller that has its memory
+/// at hand already; traps when it is outside.
+pub(crate) fn guest_range(
+    store: impl wasmtime::AsContext,
+    memory: wasmtime::Memory,
+    ptr: u32,
+    len: usize,
+) -> wasmtime::Result<std::ops::Range<usize>> {
+    let start = ptr as usize;
+    match start.checked_add(len) {
+        Some(end) if end <= memory.data_size(store) => Ok(start..end),
         _ => Err(wasmtime::format_err!(
             "weft: pointer range {ptr}+{len} is outside guest memory"
         )),

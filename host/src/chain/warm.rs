@@ -82,7 +82,7 @@ impl WarmPools {
 
     /// Instances waiting now, in all pools.
     pub fn len(&self) -> usize {
-        self.lock().values().map(|pool| pool.ready.len()).sum()
+        waiting(&self.lock())
     }
 
     /// Whether no instance is waiting.
@@ -117,7 +117,7 @@ impl WarmPools {
     /// the pools have room; drops it otherwise.
     fn keep(&self, profile: &Profile, prepared: Prepared, size: usize) {
         let mut pools = self.lock();
-        let total: usize = pools.values().map(|pool| pool.ready.len()).sum();
+        let total = waiting(&pools);
         let pool = pools.entry(profile.clone()).or_default();
         if total < self.total && pool.ready.len() < size {
             pool.ready.push(prepared);
@@ -139,7 +139,7 @@ impl WarmPools {
             loop {
                 let short = {
                     let mut pools = self.lock();
-                    let total: usize = pools.values().map(|pool| pool.ready.len()).sum();
+                    let total = waiting(&pools);
                     let pool = pools.entry(profile.clone()).or_default();
                     (pool.ready.len() < size && total < self.total).then(|| pool.placed.clone())
                 };
@@ -166,6 +166,11 @@ impl WarmPools {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Profile, Pool>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Instances waiting in all of `pools`.
+fn waiting(pools: &HashMap<Profile, Pool>) -> usize {
+    pools.values().map(|pool| pool.ready.len()).sum()
 }
 
 /// An instance for `step`, with room set aside for an input the size of

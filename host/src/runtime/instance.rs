@@ -282,7 +282,6 @@ impl State {
 pub struct Prepared {
     parts: Parts,
     start: wasmtime::TypedFunc<(), ()>,
-    memory: Option<wasmtime::Memory>,
 }
 
 impl fmt::Debug for Prepared {
@@ -325,7 +324,7 @@ impl Prepared {
     /// guest then needs its memory for itself), or the instance exports no
     /// memory.
     pub fn reserve_input(&mut self, bytes: usize) {
-        let Some(memory) = self.memory else {
+        let Some(memory) = self.parts.store.memory() else {
             return;
         };
         let store = &mut *self.parts.store;
@@ -389,9 +388,7 @@ impl Prepared {
 
     /// Runs `_start` to completion.
     pub async fn run(self) -> Result<Outcome, Box<Failed>> {
-        let Prepared {
-            mut parts, start, ..
-        } = self;
+        let Prepared { mut parts, start } = self;
         let deadline = parts.store.data().deadline;
         let call = start.call_async(&mut *parts.store, ());
         // The epoch callback enforces the deadline while wasm runs; this
@@ -597,11 +594,7 @@ impl Runtime {
             Ok((start, memory)) => {
                 let mut parts = parts;
                 parts.store.set_memory(memory);
-                Ok(Prepared {
-                    parts,
-                    start,
-                    memory,
-                })
+                Ok(Prepared { parts, start })
             }
             Err(error) => match parts.finish(Err(error)) {
                 Err(failed) => Err(failed),

@@ -114,18 +114,15 @@ impl Reaper {
     }
 
     /// Waits until `ready()` holds, looking again each time a store is
-    /// dropped, for at most `grace`; returns whether it holds.
-    pub(crate) async fn wait_until(&self, ready: impl Fn() -> bool, grace: Duration) -> bool {
+    /// dropped, for at most `grace`.
+    pub(crate) async fn wait_until(&self, ready: impl Fn() -> bool, grace: Duration) {
         let until = tokio::time::Instant::now() + grace;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if ready() {
-                return true;
-            }
-            if tokio::time::timeout_at(until, freed).await.is_err() {
-                return ready();
+            if ready() || tokio::time::timeout_at(until, freed).await.is_err() {
+                return;
             }
         }
     }
@@ -151,6 +148,11 @@ impl Owned {
     /// dropped.
     pub(crate) fn set_memory(&mut self, memory: Option<Memory>) {
         self.memory = memory;
+    }
+
+    /// The instance's memory, once it is instantiated.
+    pub(crate) fn memory(&self) -> Option<Memory> {
+        self.memory
     }
 }
 

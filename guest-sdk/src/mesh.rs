@@ -153,16 +153,16 @@ pub fn send_timeout(
     data: &[u8],
     timeout: Option<Duration>,
 ) -> Result<(), Error> {
-    // SAFETY: `data` is a live slice for the duration of the call.
-    check(unsafe {
-        sys::send(
-            dst as i32,
-            tag as i32,
-            data.as_ptr(),
-            data.len(),
-            timeout_ms(timeout),
-        )
-    })
+    let timeout = timeout_ms(timeout);
+    // First without waiting, as a plain call (the usual case: there is
+    // room); only a full mailbox takes the call that can wait.
+    // SAFETY: `data` is a live slice for the duration of the calls.
+    let code = unsafe { sys::send_now(dst as i32, tag as i32, data.as_ptr(), data.len()) };
+    if code != errno::WOULD_BLOCK || timeout == 0 {
+        return check(code);
+    }
+    // SAFETY: as above.
+    check(unsafe { sys::send(dst as i32, tag as i32, data.as_ptr(), data.len(), timeout) })
 }
 
 /// Receives the oldest message from `src` with `tag` (either may be
@@ -197,19 +197,36 @@ pub fn recv_into(
     loop {
         let mut info = [0u32; 3];
         let cap = buf.capacity();
+        // First as a plain call that may look again for a few
+        // microseconds (a peer on another core answers within them); only
+        // then the call that can wait.
         // SAFETY: the host writes at most `cap` bytes into `buf`'s spare
         // capacity and 12 bytes into `info`; `set_len` below covers only
         // the bytes it reported writing.
-        let code = unsafe {
-            sys::recv(
+        let spin = i32::from(timeout != 0);
+        let mut code = unsafe {
+            sys::recv_now(
                 src as i32,
                 tag as i32,
                 buf.as_mut_ptr(),
                 cap,
-                timeout,
                 &mut info,
+                spin,
             )
         };
+        if code == errno::WOULD_BLOCK && timeout != 0 {
+            // SAFETY: as above.
+            code = unsafe {
+                sys::recv(
+                    src as i32,
+                    tag as i32,
+                    buf.as_mut_ptr(),
+                    cap,
+                    timeout,
+                    &mut info,
+                )
+            };
+        }
         match code {
             errno::OK => {
                 // SAFETY: the host initialized `info[2] <= cap` bytes.

@@ -144,6 +144,15 @@ pub mod mesh {
             timeout_ms: i64,
             out: *mut [u32; 3],
         ) -> i32;
+        pub fn send_now(dst: i32, tag: i32, ptr: *const u8, len: usize) -> i32;
+        pub fn recv_now(
+            src: i32,
+            tag: i32,
+            ptr: *mut u8,
+            cap: usize,
+            out: *mut [u32; 3],
+            spin: i32,
+        ) -> i32;
         pub fn barrier() -> i32;
         pub fn broadcast(root: i32, ptr: *mut u8, len: usize) -> i32;
         pub fn reduce(root: i32, op: i32, ty: i32, ptr: *mut u8, count: usize) -> i32;
@@ -169,6 +178,12 @@ pub mod mesh {
         NOT_IN_MESH
     }
     pub unsafe fn recv(_: i32, _: i32, _: *mut u8, _: usize, _: i64, _: *mut [u32; 3]) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn send_now(_: i32, _: i32, _: *const u8, _: usize) -> i32 {
+        NOT_IN_MESH
+    }
+    pub unsafe fn recv_now(_: i32, _: i32, _: *mut u8, _: usize, _: *mut [u32; 3], _: i32) -> i32 {
         NOT_IN_MESH
     }
     pub unsafe fn barrier() -> i32 {

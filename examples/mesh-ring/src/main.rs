@@ -12,6 +12,8 @@
 //! - `bandwidth SIZE ITERS WINDOW`: rank 0 streams WINDOW messages of SIZE
 //!   bytes to rank 1 and waits for an acknowledgement, ITERS times; reports
 //!   `mb_per_s=…`.
+//! - `selfloop SIZE ITERS`: rank 0 sends SIZE bytes to itself and takes
+//!   them back ITERS times; reports `us=…` per send and receive.
 //! - `barrier ITERS`, `allreduce COUNT ITERS`: every rank; rank 0 reports
 //!   `us=…` per call.
 //!
@@ -42,6 +44,7 @@ fn main() -> Result<(), mesh::Error> {
         "pingpong" => pingpong(arg(2, 0) as usize, arg(3, 1000)),
         "bandwidth" => bandwidth(arg(2, 1 << 20) as usize, arg(3, 10), arg(4, 16)),
         "barrier" => barrier(arg(2, 1000)),
+        "selfloop" => selfloop(arg(2, 0) as usize, arg(3, 1000)),
         "allreduce" => allreduce(arg(2, 1) as usize, arg(3, 1000)),
         other => {
             eprintln!("mesh-ring: unknown mode {other:?}");
@@ -118,6 +121,28 @@ fn pingpong(size: usize, iters: u64) -> Result<(), mesh::Error> {
     report(format!(
         "pingpong size={size} iters={iters} rtt_us={:.3}",
         rtt * 1e6
+    ));
+    Ok(())
+}
+
+/// Rank 0 sends SIZE bytes to itself and takes them back, ITERS times:
+/// what a send and a receive cost without a peer.
+fn selfloop(size: usize, iters: u64) -> Result<(), mesh::Error> {
+    let me = mesh::rank();
+    if me != 0 {
+        return Ok(());
+    }
+    let message = vec![7u8; size];
+    let mut buf = Vec::with_capacity(size);
+    let started = Instant::now();
+    for _ in 0..iters {
+        mesh::send(me, 0, &message)?;
+        mesh::recv_into(me, 0, &mut buf, None)?;
+    }
+    let each = started.elapsed().as_secs_f64() / iters as f64;
+    report(format!(
+        "selfloop size={size} iters={iters} us={:.3}",
+        each * 1e6
     ));
     Ok(())
 }

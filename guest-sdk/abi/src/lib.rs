@@ -328,6 +328,16 @@ pub mod mesh {
     /// message is longer than `cap` it stays queued, `out_info` is written
     /// and the call returns `TRUNCATED`.
     pub const RECV: &str = "recv";
+    /// `send_now(dst, tag, ptr, len) -> errno`: [`SEND`] with a timeout of
+    /// 0 (`WOULD_BLOCK` when the mailbox is full), as a plain call that
+    /// never suspends the instance: the fast path, tried before `send`.
+    pub const SEND_NOW: &str = "send_now";
+    /// `recv_now(src, tag, ptr, cap, out_info: *mut [u32; 3], spin) -> errno`:
+    /// [`RECV`] with a timeout of 0, as a plain call that never suspends
+    /// the instance. With `spin` 1, a caller with a core to itself has the
+    /// host look again for a few microseconds before `WOULD_BLOCK`: the
+    /// fast path, tried before `recv`.
+    pub const RECV_NOW: &str = "recv_now";
     /// `barrier() -> errno`: returns once every rank has called it.
     pub const BARRIER: &str = "barrier";
     /// `broadcast(root, ptr, len) -> errno`: `root`'s `len` bytes are copied
@@ -360,10 +370,12 @@ pub mod mesh {
 
     /// The default cap on one message, in bytes.
     pub const MAX_MESSAGE: usize = 16 << 20;
-    /// Messages one mailbox holds by default before senders wait.
+    /// Messages one mailbox holds by default from each sender before that
+    /// sender waits.
     pub const MAILBOX_MESSAGES: usize = 1024;
-    /// Bytes one mailbox holds by default before senders wait (one message
-    /// is always admitted into an empty mailbox).
+    /// Bytes of messages past 48 bytes one mailbox holds by default, from
+    /// every sender, before senders wait (one message is always admitted
+    /// into an empty mailbox).
     pub const MAILBOX_BYTES: usize = 64 << 20;
 
     /// Reduction operations (`op` of `reduce`).

@@ -15,11 +15,11 @@
 //! Copies: `send` copies the message once out of the sender's memory into
 //! a `Bytes`; `recv` copies it once into the receiver's memory.
 
-use super::guest_range;
+use super::{guest_range, within};
 use crate::mesh::collective::{Call, Op, Type};
 use crate::mesh::job::Shared;
-use crate::mesh::mailbox::Received;
-use crate::mesh::{Member, MeshError};
+use crate::mesh::mailbox::{Payload, Received};
+use crate::mesh::{Member, MeshError, placement};
 use crate::network::Wait;
 use crate::runtime::State;
 use crate::runtime::failure::Interrupt;
@@ -66,6 +66,20 @@ pub fn register(linker: &mut Linker<State>) -> wasmtime::Result<()> {
             info.extend_from_slice(&epoch.to_le_bytes());
             super::write_guest_bytes(&mut caller, out as u32, &info)?;
             Ok(errno::OK)
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        SEND_NOW,
+        |caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i32| {
+            send_now(caller, dst, tag, ptr, len)
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        RECV_NOW,
+        |caller: Caller<'_, State>, src: i32, tag: i32, ptr: i32, cap: i32, out: i32, spin: i32| {
+            recv_now(caller, src, tag, ptr, cap, out, spin != 0)
         },
     )?;
     linker.func_wrap_async(
@@ -241,9 +255,97 @@ async fn send(
     let data = copy_out(&caller, memory, &member.job, ptr, len)?;
     let sent = member
         .job
-        .send(member.rank, dst, tag, data, Wait::from_ms(timeout))
+        .send(member.rank, dst, tag, data.into(), Wait::from_ms(timeout))
         .await;
     answer(sent)
+}
+
+/// `send_now`: the fast path. Nothing is allocated for a message that
+/// fits a ring slot: it goes from the guest's memory into the slot.
+fn send_now(mut caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i32) -> Ret {
+    if caller.data().mesh.is_none() {
+        return Ok(errno::NOT_IN_MESH);
+    }
+    let len = match length(len) {
+        Ok(len) => len,
+        Err(error) => return answer::<()>(Err(error)),
+    };
+    let memory = memory(&mut caller)?;
+    let (bytes, state) = memory.data_and_store_mut(&mut caller);
+    let member = state.mesh.as_ref().expect("checked above");
+    let range = within(bytes.len(), ptr as u32, len)?;
+    if len > member.job.max_message() {
+        return Ok(errno::TOO_LARGE);
+    }
+    let data = Payload::inline(&bytes[range.clone()]).unwrap_or_else(|| {
+        let mut buf = member.job.pool().take(len);
+        buf.extend_from_slice(&bytes[range]);
+        Payload::Shared(buf.into())
+    });
+    answer(member.job.try_send(member.rank, dst, tag, data))
+}
+
+/// `recv_now`: the fast path. With `spin`, on a rank's own thread with a
+/// core to itself, looks again for up to [`placement::TIGHT`] first.
+fn recv_now(
+    mut caller: Caller<'_, State>,
+    src: i32,
+    tag: i32,
+    ptr: i32,
+    cap: i32,
+    out: i32,
+    spin: bool,
+) -> Ret {
+    if caller.data().mesh.is_none() {
+        return Ok(errno::NOT_IN_MESH);
+    }
+    let cap = match length(cap) {
+        Ok(cap) => cap,
+        Err(error) => return answer::<()>(Err(error)),
+    };
+    let memory = memory(&mut caller)?;
+    let (bytes, state) = memory.data_and_store_mut(&mut caller);
+    let member = state.mesh.as_ref().expect("checked above");
+    // A bad pointer traps before any message is taken.
+    let into = within(bytes.len(), ptr as u32, cap)?;
+    let info_at = within(bytes.len(), out as u32, 12)?;
+    let job = &member.job;
+    let mut received = job.try_recv(member.rank, src, tag, cap);
+    if spin && matches!(received, Err(MeshError::WouldBlock)) {
+        let looked = placement::spin(|| {
+            (job.news(member.rank, src, tag) || job.cancelled())
+                .then(|| job.try_recv(member.rank, src, tag, cap))
+                .filter(|r| !matches!(r, Err(MeshError::WouldBlock)))
+        });
+        if let Some(found) = looked {
+            received = found;
+        }
+    }
+    match received {
+        Ok(Received::Message(parcel)) => {
+            let data = parcel.data.as_slice();
+            bytes[into.start..into.start + data.len()].copy_from_slice(data);
+            bytes[info_at].copy_from_slice(&info(parcel.src, parcel.tag, data.len()));
+            if let Payload::Shared(data) = parcel.data {
+                job.pool().give(data);
+            }
+            Ok(errno::OK)
+        }
+        Ok(Received::TooLong { src, tag, len }) => {
+            bytes[info_at].copy_from_slice(&info(src, tag, len));
+            Ok(errno::TRUNCATED)
+        }
+        Err(error) => answer::<()>(Err(error)),
+    }
+}
+
+/// What `recv` writes at `out_info`: `[src, tag, len]`, little-endian.
+fn info(src: i32, tag: i32, len: usize) -> [u8; 12] {
+    let mut info = [0u8; 12];
+    info[..4].copy_from_slice(&(src as u32).to_le_bytes());
+    info[4..8].copy_from_slice(&(tag as u32).to_le_bytes());
+    info[8..].copy_from_slice(&(len as u32).to_le_bytes());
+    info
 }
 
 async fn recv(
@@ -273,19 +375,14 @@ async fn recv(
             .recv(member.rank, src, tag, cap, Wait::from_ms(timeout))
             .await
     };
-    let info = |src: i32, tag: i32, len: usize| {
-        let mut info = [0u8; 12];
-        info[..4].copy_from_slice(&(src as u32).to_le_bytes());
-        info[4..8].copy_from_slice(&(tag as u32).to_le_bytes());
-        info[8..].copy_from_slice(&(len as u32).to_le_bytes());
-        info
-    };
     match received {
-        Ok(Received::Message(message)) => {
-            write(&mut caller, memory, ptr, &message.data)?;
-            let info = info(message.src, message.tag, message.data.len());
-            let member = caller.data().mesh.as_ref().expect("checked above");
-            member.job.pool().give(message.data);
+        Ok(Received::Message(parcel)) => {
+            write(&mut caller, memory, ptr, parcel.data.as_slice())?;
+            let info = info(parcel.src, parcel.tag, parcel.data.len());
+            if let Payload::Shared(data) = parcel.data {
+                let member = caller.data().mesh.as_ref().expect("checked above");
+                member.job.pool().give(data);
+            }
             write(&mut caller, memory, out, &info)
         }
         Ok(Received::TooLong { src, tag, len }) => {

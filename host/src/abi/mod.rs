@@ -72,9 +72,19 @@ pub(crate) fn guest_range(
     ptr: u32,
     len: usize,
 ) -> wasmtime::Result<std::ops::Range<usize>> {
+    within(memory.data_size(store), ptr, len)
+}
+
+/// The range `ptr..ptr+len` of a memory of `size` bytes, for a caller that
+/// has the memory's bytes at hand; traps when it is outside.
+pub(crate) fn within(
+    size: usize,
+    ptr: u32,
+    len: usize,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let start = ptr as usize;
     match start.checked_add(len) {
-        Some(end) if end <= memory.data_size(store) => Ok(start..end),
+        Some(end) if end <= size => Ok(start..end),
         _ => Err(wasmtime::format_err!(
             "weft: pointer range {ptr}+{len} is outside guest memory"
         )),

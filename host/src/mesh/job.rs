@@ -26,7 +26,8 @@
 pub use super::status::{Ending, RankState, RankStatus, Report, Status, SubnetInfo, Traffic};
 
 use super::collective::{Call, Collectives, Done};
-use super::mailbox::{Bounds, Mailbox, Message, Received};
+use super::lane::bump;
+use super::mailbox::{Bounds, Mailbox, Message, Parcel, Payload, Received};
 use super::status::Counters;
 use super::subnet::MeshNet;
 use super::traffic::Row;
@@ -244,6 +245,8 @@ pub(crate) struct Shared {
     pub(super) has_parent: bool,
     pub(super) parent_counters: Counters,
     pub(super) parent_sent: Row,
+    /// Held by a [`ParentLink`] while it sends.
+    pub(super) parent_sends: tokio::sync::Mutex<()>,
     pub(super) collectives: Collectives,
     pub(super) cancel: Cancel,
     /// The mesh subnet (taken by the teardown).
@@ -324,28 +327,61 @@ impl Shared {
         src: i32,
         dst: i32,
         tag: i32,
-        data: Bytes,
+        data: Payload,
         wait: Wait,
     ) -> Result<(), MeshError> {
+        let len = self.check_send(dst, tag, data.len())?;
+        self.mailbox(dst)
+            .push(Parcel { src, tag, data }, wait, &self.cancel)
+            .await?;
+        self.count_sent(src, dst, len);
+        Ok(())
+    }
+
+    /// [`Shared::send`] if there is room now, else `WouldBlock`; never
+    /// waits.
+    pub(crate) fn try_send(
+        &self,
+        src: i32,
+        dst: i32,
+        tag: i32,
+        data: Payload,
+    ) -> Result<(), MeshError> {
+        // A stopped job stops its ranks here as in the calls that wait
+        // (whose wait the stop ends).
+        if self.cancel.is_cancelled() {
+            return Err(MeshError::Cancelled);
+        }
+        let len = self.check_send(dst, tag, data.len())?;
+        self.mailbox(dst)
+            .try_push(Parcel { src, tag, data })
+            .map_err(|(_, error)| self.unless_cancelled(error))?;
+        self.count_sent(src, dst, len);
+        Ok(())
+    }
+
+    fn check_send(&self, dst: i32, tag: i32, len: usize) -> Result<u64, MeshError> {
         self.check_peer(dst, false)?;
         if tag < 0 {
             return Err(MeshError::Invalid(format!("tag {tag} is negative")));
         }
-        if data.len() > self.max_message {
+        if len > self.max_message {
             return Err(MeshError::TooLarge {
-                len: data.len(),
+                len,
                 cap: self.max_message,
             });
         }
-        let len = data.len() as u64;
-        self.mailbox(dst)
-            .push(Message { src, tag, data }, wait, &self.cancel)
-            .await?;
+        Ok(len as u64)
+    }
+
+    /// Counts a message `src` sent. Each sender counts its own (a rank's
+    /// instance runs on one thread at a time, a parent's sends take
+    /// turns): no locked instruction.
+    fn count_sent(&self, src: i32, dst: i32, len: u64) {
         let counters = self.counters(src);
-        counters.sent_messages.fetch_add(1, Ordering::Relaxed);
-        counters.sent_bytes.fetch_add(len, Ordering::Relaxed);
+        bump(&counters.sent_messages, 1);
+        bump(&counters.sent_bytes, len);
         self.sent_row(src).add(dst, len);
-        Ok(())
     }
 
     /// Takes a message for `me` matching `src` and `tag`, at most `cap`
@@ -358,27 +394,78 @@ impl Shared {
         cap: usize,
         wait: Wait,
     ) -> Result<Received, MeshError> {
-        self.check_peer(src, true)?;
-        if tag < ANY && tag != weft_abi::mesh::MEMBERSHIP {
-            return Err(MeshError::Invalid(format!("tag {tag} is negative")));
-        }
+        self.check_recv(src, tag)?;
         // Waiting on one rank that has ended would be forever.
         let gone = || src >= 0 && self.ended(src as usize);
         let received = self
             .mailbox(me)
             .take(src, tag, cap, wait, &self.cancel, gone)
             .await?;
+        Ok(self.count_received(me, received))
+    }
+
+    /// [`Shared::recv`] of what is there now: `WouldBlock` when nothing
+    /// matches, `PeerGone` when nothing can (the one sender named has
+    /// ended).
+    pub(crate) fn try_recv(
+        &self,
+        me: i32,
+        src: i32,
+        tag: i32,
+        cap: usize,
+    ) -> Result<Received, MeshError> {
+        if self.cancel.is_cancelled() {
+            return Err(MeshError::Cancelled);
+        }
+        self.check_recv(src, tag)?;
+        match self.mailbox(me).try_take(src, tag, cap) {
+            Err(MeshError::WouldBlock) if src >= 0 && self.ended(src as usize) => {
+                Err(self.unless_cancelled(MeshError::PeerGone))
+            }
+            Err(error) => Err(self.unless_cancelled(error)),
+            Ok(received) => Ok(self.count_received(me, received)),
+        }
+    }
+
+    /// `error`, or `Cancelled` when the job was stopped meanwhile: a peer
+    /// that ended because of the stop is not this rank's failure.
+    fn unless_cancelled(&self, error: MeshError) -> MeshError {
+        if self.cancel.is_cancelled() {
+            MeshError::Cancelled
+        } else {
+            error
+        }
+    }
+
+    /// Whether a receive by `me` from `src` with `tag` may find something
+    /// it did not find at its last look (a cheap look while it waits).
+    pub(crate) fn news(&self, me: i32, src: i32, tag: i32) -> bool {
+        self.mailbox(me).has_news(src, tag)
+    }
+
+    /// Whether the job is stopping: its ranks are to stop.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn check_recv(&self, src: i32, tag: i32) -> Result<(), MeshError> {
+        self.check_peer(src, true)?;
+        if tag < ANY && tag != weft_abi::mesh::MEMBERSHIP {
+            return Err(MeshError::Invalid(format!("tag {tag} is negative")));
+        }
+        Ok(())
+    }
+
+    fn count_received(&self, me: i32, received: Received) -> Received {
         // Membership events are not traffic: nobody sent them.
-        if let Received::Message(message) = &received
-            && message.tag != weft_abi::mesh::MEMBERSHIP
+        if let Received::Message(parcel) = &received
+            && parcel.tag != weft_abi::mesh::MEMBERSHIP
         {
             let counters = self.counters(me);
-            counters.received_messages.fetch_add(1, Ordering::Relaxed);
-            counters
-                .received_bytes
-                .fetch_add(message.data.len() as u64, Ordering::Relaxed);
+            bump(&counters.received_messages, 1);
+            bump(&counters.received_bytes, parcel.data.len() as u64);
         }
-        Ok(received)
+        received
     }
 
     /// Rank `rank`'s next collective.
@@ -622,10 +709,13 @@ pub struct ParentLink {
 
 impl ParentLink {
     /// Sends `data` to rank `dst`, waiting while its mailbox is full.
+    /// Sends from clones of one link take turns: a mailbox's lanes have
+    /// one writer each.
     pub async fn send(&self, dst: u32, tag: i32, data: Bytes) -> Result<(), MeshError> {
         let dst = i32::try_from(dst).map_err(|_| MeshError::Invalid(format!("no rank {dst}")))?;
+        let _turn = self.shared.parent_sends.lock().await;
         self.shared
-            .send(PARENT, dst, tag, data, Wait::Forever)
+            .send(PARENT, dst, tag, data.into(), Wait::Forever)
             .await
     }
 
@@ -646,7 +736,7 @@ impl ParentLink {
                 counters
                     .received_bytes
                     .fetch_add(message.data.len() as u64, Ordering::Relaxed);
-                Ok(message)
+                Ok(message.into())
             }
             Received::TooLong { .. } => unreachable!("no message is longer than usize::MAX"),
         }
@@ -703,6 +793,7 @@ pub fn start(
         has_parent: !matches!(parent, Parent::None),
         parent_counters: Counters::default(),
         parent_sent: Row::default(),
+        parent_sends: tokio::sync::Mutex::new(()),
         collectives: Collectives::new(size as usize),
         cancel: Cancel::new(),
         net: Mutex::new(net),

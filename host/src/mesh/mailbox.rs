@@ -1,33 +1,52 @@
-//! A rank's mailbox: a bounded queue of messages, matched by source and tag.
+//! A rank's mailbox: a [`Lane`] per sender, matched by source and tag.
 //!
-//! Messages are `Bytes` taken once out of the sender's memory; the receiver
-//! copies them once into its own. The mailbox holds at most
-//! [`Bounds::messages`] messages and [`Bounds::bytes`] bytes (one message is
-//! always admitted into an empty mailbox, so a message up to the cap can
-//! always be delivered); a sender to a full mailbox waits for room, or gets
-//! `WOULD_BLOCK`/`TIMED_OUT` per its timeout. Order is kept: of the messages
-//! that match a receive, the oldest is taken.
+//! Messages are taken once out of the sender's memory and copied once into
+//! the receiver's: a small one travels inside its lane's ring slot, a
+//! longer one as `Bytes` in the lane's overflow queue (see [`lane`]).
+//! Bounds: each sender has at most [`Bounds::messages`] messages queued in
+//! a mailbox, and the messages in overflow queues hold at most
+//! [`Bounds::bytes`] bytes over all senders (an empty one admits any one
+//! message, so a message up to the cap can always be delivered). A sender
+//! past either waits for room, or gets `WOULD_BLOCK`/`TIMED_OUT` per its
+//! timeout. Order: of the messages from one sender that match a receive,
+//! the oldest is taken; a receive from `ANY` source takes the senders in
+//! turn.
+//!
+//! Only the owner receives. What it reads off a lane without taking (the
+//! message did not match) waits in its `unexpected` list, which is looked
+//! at first; it still counts against its sender's room until it is taken.
 //!
 //! Membership events (a rank joined or left) wait in a queue of their own,
 //! beside the messages: they never take a message's room, `ANY` never
 //! matches them (only the tag [`MEMBERSHIP`] does), and past
 //! [`MAX_EVENTS`] the oldest is dropped (they are hints; the job's member
 //! list is the truth).
+//!
+//! [`lane`]: super::lane
 
 use super::MeshError;
+use super::lane::{Full, Lane, Padded, Queued};
+pub use super::lane::{Parcel, Payload};
 use super::placement;
 use crate::network::Wait;
 use crate::runtime::Cancel;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::Notify;
-use weft_abi::mesh::{ANY, MEMBERSHIP};
+use weft_abi::mesh::{ANY, MEMBERSHIP, PARENT};
 
 /// Membership events kept per mailbox; past it the oldest go.
 pub const MAX_EVENTS: usize = 256;
+
+/// Senders a mailbox can have: every rank, and the parent last.
+const SENDERS: usize = super::job::MAX_RANKS as usize + 1;
+/// Lanes are kept in chunks of this many senders, each allocated when one
+/// of them first sends.
+const CHUNK: usize = 64;
+const CHUNKS: usize = SENDERS.div_ceil(CHUNK);
 
 /// One message in flight.
 #[derive(Clone, Debug)]
@@ -61,9 +80,10 @@ impl Message {
 /// How much one mailbox may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
-    /// Messages queued at most.
+    /// Messages queued at most from each sender.
     pub messages: usize,
-    /// Bytes queued at most (an empty mailbox admits any one message).
+    /// Bytes queued at most in overflow queues, over every sender (an
+    /// empty mailbox admits any one message).
     pub bytes: usize,
 }
 
@@ -76,11 +96,37 @@ impl Default for Bounds {
     }
 }
 
+impl From<Message> for Parcel {
+    fn from(message: Message) -> Parcel {
+        Parcel {
+            src: message.src,
+            tag: message.tag,
+            data: Payload::Shared(message.data),
+        }
+    }
+}
+
+impl From<Parcel> for Message {
+    fn from(parcel: Parcel) -> Message {
+        Message {
+            src: parcel.src,
+            tag: parcel.tag,
+            data: parcel.data.into_bytes(),
+        }
+    }
+}
+
+impl Parcel {
+    fn matches(&self, src: i32, tag: i32) -> bool {
+        (src == ANY || src == self.src) && (tag == ANY || tag == self.tag)
+    }
+}
+
 /// What a receive found.
 #[derive(Debug)]
 pub enum Received {
     /// The message, taken out of the mailbox.
-    Message(Message),
+    Message(Parcel),
     /// The oldest matching message is longer than the buffer; it stays
     /// queued.
     TooLong {
@@ -93,21 +139,37 @@ pub enum Received {
     },
 }
 
+/// The receiver's side.
 #[derive(Debug, Default)]
-struct Queue {
-    messages: VecDeque<Message>,
-    bytes: usize,
-    /// Membership events, oldest first.
-    events: VecDeque<Message>,
-    /// The owner has ended: nothing more is accepted.
-    closed: bool,
+struct Consumer {
+    /// Every lane, as of `lanes_seen`.
+    lanes: Vec<Arc<Lane>>,
+    lanes_seen: u64,
+    /// Messages read off their lanes that no receive has matched yet,
+    /// in the order read.
+    unexpected: VecDeque<Queued>,
+    /// The lane a receive from `ANY` looks at first.
+    turn: usize,
+    /// `Mailbox::events_arrived`, as last seen.
+    events_seen: u64,
 }
+
+type Chunk = [OnceLock<Arc<Lane>>; CHUNK];
 
 /// A bounded mailbox.
 #[derive(Debug)]
 pub struct Mailbox {
-    queue: Mutex<Queue>,
     bounds: Bounds,
+    /// A lane per sender that has sent here.
+    lanes: [OnceLock<Box<Chunk>>; CHUNKS],
+    /// Lanes made so far: the receiver looks for new ones when it moves.
+    lanes_made: AtomicU64,
+    /// The owner has ended: nothing more is accepted.
+    closed: AtomicBool,
+    /// ... and what was queued is gone.
+    dropped: AtomicBool,
+    /// Bytes in overflow queues (and read off them, not yet taken).
+    overflow_bytes: AtomicUsize,
     /// Notified when a message arrives or the mailbox closes.
     arrived: Notify,
     /// Receivers parked on `arrived`: a sender notifies only when there is
@@ -117,70 +179,129 @@ pub struct Mailbox {
     room: Notify,
     /// Senders parked on `room`.
     senders: AtomicUsize,
-    /// Messages taken so far: a sender polling for room looks again only
-    /// when this moves.
-    taken: AtomicU64,
-    /// The most messages ever queued at once.
-    high_water: AtomicU64,
-    /// Messages queued so far: a spinning receiver looks again only when
-    /// this moves.
-    arrivals: AtomicU64,
+    /// Membership events, oldest first, and how many have arrived.
+    events: Mutex<VecDeque<Message>>,
+    events_arrived: AtomicU64,
+    consumer: Padded<Mutex<Consumer>>,
 }
 
 impl Mailbox {
     /// An empty mailbox holding at most `bounds`.
     pub fn new(bounds: Bounds) -> Mailbox {
         Mailbox {
-            queue: Mutex::new(Queue::default()),
             bounds,
+            lanes: std::array::from_fn(|_| OnceLock::new()),
+            lanes_made: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
+            overflow_bytes: AtomicUsize::new(0),
             arrived: Notify::new(),
             receivers: AtomicUsize::new(0),
             room: Notify::new(),
             senders: AtomicUsize::new(0),
-            taken: AtomicU64::new(0),
-            high_water: AtomicU64::new(0),
-            arrivals: AtomicU64::new(0),
+            events: Mutex::new(VecDeque::new()),
+            events_arrived: AtomicU64::new(0),
+            consumer: Padded::default(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn consumer(&self) -> std::sync::MutexGuard<'_, Consumer> {
+        self.consumer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `message` if there is room now.
-    pub fn try_push(&self, message: Message) -> Result<(), (Message, MeshError)> {
-        let mut queue = self.lock();
-        if queue.closed {
-            return Err((message, MeshError::PeerGone));
+    fn events(&self) -> std::sync::MutexGuard<'_, VecDeque<Message>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where `src`'s lane lives.
+    fn place(src: i32) -> Result<(usize, usize), MeshError> {
+        let index = match src {
+            PARENT => SENDERS - 1,
+            src if src >= 0 && (src as usize) < SENDERS - 1 => src as usize,
+            src => return Err(MeshError::Invalid(format!("no sender {src}"))),
+        };
+        Ok((index / CHUNK, index % CHUNK))
+    }
+
+    /// `src`'s lane, if it has sent here.
+    fn lane(&self, src: i32) -> Option<&Arc<Lane>> {
+        let (chunk, index) = Self::place(src).ok()?;
+        self.lanes[chunk].get()?[index].get()
+    }
+
+    /// `src`'s lane, made on its first message.
+    fn lane_for(&self, src: i32) -> Result<&Arc<Lane>, MeshError> {
+        let (chunk, index) = Self::place(src)?;
+        let chunk =
+            self.lanes[chunk].get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        let mut made = false;
+        let lane = chunk[index].get_or_init(|| {
+            made = true;
+            Arc::new(Lane::new(src))
+        });
+        if made {
+            self.lanes_made.fetch_add(1, Ordering::Release);
         }
-        let fits = queue.messages.is_empty()
-            || (queue.messages.len() < self.bounds.messages
-                && queue.bytes + message.data.len() <= self.bounds.bytes);
-        if !fits {
-            return Err((message, MeshError::WouldBlock));
+        Ok(lane)
+    }
+
+    /// Brings the receiver's list of lanes up to date; whether it changed.
+    fn refresh(&self, consumer: &mut Consumer) -> bool {
+        let made = self.lanes_made.load(Ordering::Acquire);
+        if made == consumer.lanes_seen {
+            return false;
         }
-        queue.bytes += message.data.len();
-        queue.messages.push_back(message);
-        self.arrivals.fetch_add(1, Ordering::Release);
-        if queue.messages.len() as u64 > self.high_water.load(Ordering::Relaxed) {
-            self.high_water
-                .store(queue.messages.len() as u64, Ordering::Relaxed);
+        consumer.lanes = self
+            .lanes
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|chunk| chunk.iter().filter_map(OnceLock::get))
+            .cloned()
+            .collect();
+        consumer.lanes_seen = made;
+        true
+    }
+
+    /// Queues `parcel` if there is room now.
+    pub fn try_push(&self, parcel: Parcel) -> Result<(), (Parcel, MeshError)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err((parcel, MeshError::PeerGone));
         }
-        drop(queue);
-        notify(&self.arrived, &self.receivers);
-        Ok(())
+        let lane = match self.lane_for(parcel.src) {
+            Ok(lane) => lane,
+            Err(error) => return Err((parcel, error)),
+        };
+        let admit = |len: usize| {
+            let before = self.overflow_bytes.fetch_add(len, Ordering::AcqRel);
+            let fits = before == 0 || before + len <= self.bounds.bytes;
+            if !fits {
+                self.overflow_bytes.fetch_sub(len, Ordering::AcqRel);
+            }
+            fits
+        };
+        let messages = self.bounds.messages.max(1) as u64;
+        let Parcel { src, tag, data } = parcel;
+        match lane.push(tag, data, messages, admit) {
+            Ok(()) => {
+                wake(&self.arrived, &self.receivers);
+                Ok(())
+            }
+            Err((data, Full::Credit | Full::Bytes)) => {
+                Err((Parcel { src, tag, data }, MeshError::WouldBlock))
+            }
+        }
     }
 
     /// Queues `message`, waiting for room per `wait`; a fired `cancel` ends
     /// the wait with [`MeshError::Cancelled`].
     pub async fn push(
         &self,
-        message: Message,
+        message: Parcel,
         wait: Wait,
         cancel: &Cancel,
     ) -> Result<(), MeshError> {
-        // Fast path: room now (the usual case) costs one lock, with no
-        // waiter registered anywhere.
+        // Fast path: room now (the usual case) takes no lock but the
+        // sender's own, and registers no waiter anywhere.
         if cancel.is_cancelled() {
             return Err(MeshError::Cancelled);
         }
@@ -189,18 +310,24 @@ impl Mailbox {
             Err((back, MeshError::WouldBlock)) if !matches!(wait, Wait::No) => Some(back),
             Err((_, error)) => return Err(error),
         };
-        // Poll for room first (see `placement`): a receiver on another core
-        // usually makes some within microseconds. Polling registers
-        // nothing: the cancel token and the clock join in only if it parks.
+        // Poll for room first (see `placement`): a receiver on another
+        // core usually makes some within microseconds. A look that finds
+        // nothing taken since the last reads one counter (two when the
+        // mailbox's bytes are what is full).
+        let src = message.as_ref().expect("not yet queued").src;
+        let progress = || {
+            let taken = self.lane(src).map_or(0, |lane| lane.consumed_count());
+            (taken, self.overflow_bytes.load(Ordering::Acquire))
+        };
         let started = Instant::now();
         let mut seen = None;
         let polled = placement::before_parking(
             || {
-                let taken = self.taken.load(Ordering::Acquire);
-                if seen == Some(taken) {
+                let now = progress();
+                if seen == Some(now) && !self.closed.load(Ordering::Relaxed) {
                     return None;
                 }
-                seen = Some(taken);
+                seen = Some(now);
                 match self.try_push(message.take().expect("put back")) {
                     Ok(()) => Some(Ok(())),
                     Err((back, MeshError::WouldBlock)) => {
@@ -218,11 +345,12 @@ impl Mailbox {
         }
         let mut message = message.expect("not yet queued");
         let attempt = async move {
-            let _parked = Parked::on(&self.senders);
+            let mut parked = None;
             loop {
                 let room = self.room.notified();
                 tokio::pin!(room);
                 room.as_mut().enable();
+                parked.get_or_insert_with(|| Parked::on(&self.senders));
                 match self.try_push(message) {
                     Ok(()) => return Ok(()),
                     Err((back, MeshError::WouldBlock)) => message = back,
@@ -237,50 +365,44 @@ impl Mailbox {
     /// Queues a membership event (dropping the oldest past
     /// [`MAX_EVENTS`]); nothing when the mailbox is closed.
     pub fn push_event(&self, event: Message) {
-        let mut queue = self.lock();
-        if queue.closed {
+        if self.closed.load(Ordering::Acquire) {
             return;
         }
-        if queue.events.len() == MAX_EVENTS {
-            queue.events.pop_front();
+        let mut events = self.events();
+        if events.len() == MAX_EVENTS {
+            events.pop_front();
         }
-        queue.events.push_back(event);
-        self.arrivals.fetch_add(1, Ordering::Release);
-        drop(queue);
-        notify(&self.arrived, &self.receivers);
+        events.push_back(event);
+        self.events_arrived.fetch_add(1, Ordering::Release);
+        drop(events);
+        wake(&self.arrived, &self.receivers);
+    }
+
+    /// What a receive finds when nothing matches.
+    fn nothing(&self) -> Result<Received, MeshError> {
+        Err(if self.closed.load(Ordering::Acquire) {
+            MeshError::PeerGone
+        } else {
+            MeshError::WouldBlock
+        })
     }
 
     /// Takes the oldest message matching `src` and `tag` if it is at most
     /// `cap` bytes long (with `tag` [`MEMBERSHIP`]: the oldest event).
     pub fn try_take(&self, src: i32, tag: i32, cap: usize) -> Result<Received, MeshError> {
-        let mut queue = self.lock();
         if tag == MEMBERSHIP {
-            let Some(index) = queue.events.iter().position(|m| m.matches(src, tag)) else {
-                return Err(if queue.closed {
-                    MeshError::PeerGone
-                } else {
-                    MeshError::WouldBlock
-                });
-            };
-            let found = &queue.events[index];
-            if found.data.len() > cap {
-                return Ok(Received::TooLong {
-                    src: found.src,
-                    tag: found.tag,
-                    len: found.data.len(),
-                });
-            }
-            let event = queue.events.remove(index).expect("index is in range");
-            return Ok(Received::Message(event));
+            return self.take_event(src, cap);
         }
-        let Some(index) = queue.messages.iter().position(|m| m.matches(src, tag)) else {
-            return Err(if queue.closed {
-                MeshError::PeerGone
-            } else {
-                MeshError::WouldBlock
-            });
+        self.take_from(&mut self.consumer(), src, tag, cap)
+    }
+
+    fn take_event(&self, src: i32, cap: usize) -> Result<Received, MeshError> {
+        let mut events = self.events();
+        let Some(index) = events.iter().position(|m| m.matches(src, MEMBERSHIP)) else {
+            drop(events);
+            return self.nothing();
         };
-        let found = &queue.messages[index];
+        let found = &events[index];
         if found.data.len() > cap {
             return Ok(Received::TooLong {
                 src: found.src,
@@ -288,12 +410,133 @@ impl Mailbox {
                 len: found.data.len(),
             });
         }
-        let message = queue.messages.remove(index).expect("index is in range");
-        queue.bytes -= message.data.len();
-        self.taken.fetch_add(1, Ordering::Release);
-        drop(queue);
-        notify(&self.room, &self.senders);
-        Ok(Received::Message(message))
+        let event = events.remove(index).expect("index is in range");
+        Ok(Received::Message(event.into()))
+    }
+
+    fn take_from(
+        &self,
+        consumer: &mut Consumer,
+        src: i32,
+        tag: i32,
+        cap: usize,
+    ) -> Result<Received, MeshError> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(MeshError::PeerGone);
+        }
+        self.refresh(consumer);
+        // What was read off a lane before is older than what is still on
+        // it.
+        if let Some(index) = consumer
+            .unexpected
+            .iter()
+            .position(|q| q.parcel.matches(src, tag))
+        {
+            let found = &consumer.unexpected[index].parcel;
+            if found.data.len() > cap {
+                return Ok(too_long(found));
+            }
+            let queued = consumer
+                .unexpected
+                .remove(index)
+                .expect("index is in range");
+            let lane = self.lane(queued.parcel.src).expect("it came off its lane");
+            return Ok(self.taken(lane, queued));
+        }
+        let Consumer {
+            lanes,
+            unexpected,
+            turn,
+            ..
+        } = consumer;
+        if src != ANY {
+            let Some(lane) = self.lane(src) else {
+                return self.nothing();
+            };
+            return match self.take_off(lane, unexpected, tag, cap) {
+                Some(received) => Ok(received),
+                None => self.nothing(),
+            };
+        }
+        let count = lanes.len();
+        for step in 0..count {
+            let index = (*turn + step) % count;
+            if let Some(received) = self.take_off(&lanes[index], unexpected, tag, cap) {
+                *turn = (index + 1) % count;
+                return Ok(received);
+            }
+        }
+        self.nothing()
+    }
+
+    /// Reads `lane` until a message matches `tag` (setting aside the ones
+    /// that do not); `None` when the lane runs out first.
+    fn take_off(
+        &self,
+        lane: &Lane,
+        unexpected: &mut VecDeque<Queued>,
+        tag: i32,
+        cap: usize,
+    ) -> Option<Received> {
+        while let Some(queued) = lane.next() {
+            if !queued.parcel.matches(ANY, tag) {
+                unexpected.push_back(queued);
+                continue;
+            }
+            if queued.parcel.data.len() > cap {
+                let answer = too_long(&queued.parcel);
+                // It stays queued, ahead of everything still on its lane.
+                unexpected.push_back(queued);
+                return Some(answer);
+            }
+            return Some(self.taken(lane, queued));
+        }
+        None
+    }
+
+    /// Hands a message read off `lane` over to the receiver: its room
+    /// goes back.
+    fn taken(&self, lane: &Lane, queued: Queued) -> Received {
+        let Queued { parcel, counted } = queued;
+        let len = parcel.data.len();
+        lane.consumed(len);
+        if counted {
+            self.overflow_bytes.fetch_sub(len, Ordering::AcqRel);
+        }
+        wake(&self.room, &self.senders);
+        Received::Message(parcel)
+    }
+
+    /// Whether a receive from `src` with `tag` may find something it did
+    /// not find at the owner's last look.
+    pub fn has_news(&self, src: i32, tag: i32) -> bool {
+        // From one sender: its lane alone tells, without the owner's lock.
+        if src != ANY && tag != MEMBERSHIP {
+            return self.closed.load(Ordering::Acquire)
+                || self.lane(src).is_some_and(|lane| lane.ready());
+        }
+        self.news(&mut self.consumer(), src, tag)
+    }
+
+    /// Whether a receive from `src` with `tag` may find something it did
+    /// not find last time (a receiver's cheap look while it waits).
+    fn news(&self, consumer: &mut Consumer, src: i32, tag: i32) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
+        if tag == MEMBERSHIP {
+            let arrived = self.events_arrived.load(Ordering::Acquire);
+            let new = arrived != consumer.events_seen;
+            consumer.events_seen = arrived;
+            return new;
+        }
+        if self.refresh(consumer) {
+            return true;
+        }
+        match src {
+            ANY => consumer.lanes.iter().any(|lane| lane.ready()),
+            src => self.lane(src).is_some_and(|lane| lane.ready()),
+        }
     }
 
     /// [`Mailbox::try_take`], waiting per `wait` for a match to arrive.
@@ -320,19 +563,24 @@ impl Mailbox {
         }
         // First look again for a while (see `placement`): a peer on another
         // core usually answers within microseconds, sooner than a parked
-        // thread can be woken. A look that finds the arrivals counter
-        // unmoved takes no lock; polling registers nothing (the cancel
-        // token and the clock join in only if it parks).
+        // thread can be woken. A look reads the next slot of the lanes it
+        // may take from (its owner's lock is never contended); polling
+        // registers nothing (the cancel token and the clock join in only
+        // if it parks).
         let started = Instant::now();
-        let mut seen = None;
         let polled = placement::before_parking(
             || {
-                let arrivals = self.arrivals.load(Ordering::Acquire);
-                if seen == Some(arrivals) {
+                let mut consumer = self.consumer();
+                if !self.news(&mut consumer, src, tag) {
                     return None;
                 }
-                seen = Some(arrivals);
-                match self.try_take(src, tag, cap) {
+                let found = if tag == MEMBERSHIP {
+                    drop(consumer);
+                    self.take_event(src, cap)
+                } else {
+                    self.take_from(&mut consumer, src, tag, cap)
+                };
+                match found {
                     // Gone: the loop below answers.
                     Err(MeshError::WouldBlock) => None,
                     other => Some(other),
@@ -345,11 +593,14 @@ impl Mailbox {
             return answer;
         }
         let attempt = async {
-            let _parked = Parked::on(&self.receivers);
+            let mut parked = None;
             loop {
+                // Listen first, then count as parked, then look: a sender
+                // that sees the count notifies a listener already there.
                 let arrived = self.arrived.notified();
                 tokio::pin!(arrived);
                 arrived.as_mut().enable();
+                parked.get_or_insert_with(|| Parked::on(&self.receivers));
                 match self.try_take(src, tag, cap) {
                     Err(MeshError::WouldBlock) if gone() => return Err(MeshError::PeerGone),
                     Err(MeshError::WouldBlock) => {}
@@ -371,27 +622,49 @@ impl Mailbox {
     /// freed; without, they can still be taken, and after them a receive
     /// gets [`MeshError::PeerGone`].
     pub fn close(&self, drop_queued: bool) {
-        let mut queue = self.lock();
-        queue.closed = true;
+        self.closed.store(true, Ordering::Release);
         if drop_queued {
-            queue.messages = VecDeque::new();
-            queue.events = VecDeque::new();
-            queue.bytes = 0;
+            self.dropped.store(true, Ordering::Release);
+            let mut consumer = self.consumer();
+            consumer.unexpected = VecDeque::new();
+            self.refresh(&mut consumer);
+            for lane in &consumer.lanes {
+                lane.clear();
+            }
+            consumer.lanes = Vec::new();
+            drop(consumer);
+            *self.events() = VecDeque::new();
+            self.overflow_bytes.store(0, Ordering::Release);
         }
-        drop(queue);
         self.room.notify_waiters();
         self.arrived.notify_waiters();
     }
 
-    /// Messages and bytes queued now.
-    pub fn depth(&self) -> (usize, usize) {
-        let queue = self.lock();
-        (queue.messages.len(), queue.bytes)
+    fn each_lane(&self) -> impl Iterator<Item = &Arc<Lane>> {
+        self.lanes
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|chunk| chunk.iter().filter_map(OnceLock::get))
     }
 
-    /// The most messages queued at once so far.
+    /// Messages and bytes queued now.
+    pub fn depth(&self) -> (usize, usize) {
+        if self.dropped.load(Ordering::Acquire) {
+            return (0, 0);
+        }
+        let (messages, bytes) = self
+            .each_lane()
+            .map(|lane| lane.depth())
+            .fold((0, 0), |(m, b), (lm, lb)| (m + lm, b + lb));
+        (messages as usize, bytes as usize)
+    }
+
+    /// The most messages queued at once from one sender so far.
     pub fn high_water(&self) -> u64 {
-        self.high_water.load(Ordering::Relaxed)
+        self.each_lane()
+            .map(|lane| lane.high_water())
+            .max()
+            .unwrap_or(0)
     }
 
     /// The bounds.
@@ -400,12 +673,22 @@ impl Mailbox {
     }
 }
 
+fn too_long(parcel: &Parcel) -> Received {
+    Received::TooLong {
+        src: parcel.src,
+        tag: parcel.tag,
+        len: parcel.data.len(),
+    }
+}
+
 /// Wakes whoever is parked on `notify`, if anyone is: `parked` counts
-/// them. A parked waiter counts itself before it looks at the queue one
-/// last time, and the caller changed the queue under its lock before this:
-/// either the waiter's look sees the change, or this sees the waiter.
-fn notify(notify: &Notify, parked: &AtomicUsize) {
-    if parked.load(Ordering::SeqCst) > 0 {
+/// them. The caller has just published a change; a waiter listens, then
+/// counts itself, then looks. With a fence on both sides, either this
+/// sees the count (and the waiter is listening by then), or the waiter's
+/// look sees the change.
+fn wake(notify: &Notify, parked: &AtomicUsize) {
+    fence(Ordering::SeqCst);
+    if parked.load(Ordering::Relaxed) > 0 {
         notify.notify_waiters();
     }
 }
@@ -416,6 +699,7 @@ struct Parked<'a>(&'a AtomicUsize);
 impl<'a> Parked<'a> {
     fn on(count: &'a AtomicUsize) -> Parked<'a> {
         count.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         Parked(count)
     }
 }
@@ -457,11 +741,11 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn message(src: i32, tag: i32, data: &'static [u8]) -> Message {
-        Message {
+    fn message(src: i32, tag: i32, data: &'static [u8]) -> Parcel {
+        Parcel {
             src,
             tag,
-            data: Bytes::from_static(data),
+            data: Bytes::from_static(data).into(),
         }
     }
 
@@ -472,7 +756,7 @@ mod tests {
         mailbox.try_push(message(2, 5, b"b")).unwrap();
         mailbox.try_push(message(1, 6, b"c")).unwrap();
         let take = |src, tag| match mailbox.try_take(src, tag, 10).unwrap() {
-            Received::Message(m) => m.data,
+            Received::Message(m) => m.data.into_bytes(),
             other => panic!("{other:?}"),
         };
         assert_eq!(take(ANY, 6), "c");
@@ -503,31 +787,142 @@ mod tests {
     }
 
     #[test]
-    fn is_bounded_in_messages_and_bytes() {
+    fn is_bounded_in_messages_per_sender_and_in_bytes() {
         let mailbox = Mailbox::new(Bounds {
             messages: 2,
-            bytes: 4,
+            bytes: 100,
         });
+        let long = |len| Bytes::from(vec![7; len]);
+        let push = |src, data: Bytes| {
+            mailbox.try_push(Parcel {
+                src,
+                tag: 0,
+                data: data.into(),
+            })
+        };
         // One message always fits an empty mailbox, even past the bytes.
-        mailbox.try_push(message(0, 0, b"123456")).unwrap();
-        assert!(matches!(
-            mailbox.try_push(message(0, 0, b"")),
-            Err((_, MeshError::WouldBlock))
-        ));
-        mailbox.try_take(ANY, ANY, 10).unwrap();
-        mailbox.try_push(message(0, 0, b"12")).unwrap();
-        mailbox.try_push(message(0, 0, b"34")).unwrap();
-        assert!(matches!(
-            mailbox.try_push(message(0, 0, b"")),
-            Err((_, MeshError::WouldBlock))
-        ));
-        assert_eq!(mailbox.depth(), (2, 4));
+        push(0, long(120)).unwrap();
+        assert!(matches!(push(1, long(60)), Err((_, MeshError::WouldBlock))));
+        // Small messages travel in their lane's ring: only their number
+        // is bounded, per sender...
+        push(1, long(4)).unwrap();
+        push(1, long(4)).unwrap();
+        assert!(matches!(push(1, long(4)), Err((_, MeshError::WouldBlock))));
+        // ... unless they queue behind a long one from the same sender.
+        assert!(matches!(push(0, long(4)), Err((_, MeshError::WouldBlock))));
+        assert_eq!(mailbox.depth(), (3, 128));
+        mailbox.try_take(0, ANY, 200).unwrap();
+        push(0, long(60)).unwrap();
+        assert!(matches!(push(2, long(60)), Err((_, MeshError::WouldBlock))));
+        push(2, long(30)).unwrap();
+        assert_eq!(mailbox.depth(), (4, 98));
+        assert_eq!(mailbox.high_water(), 2);
         mailbox.close(true);
         assert_eq!(mailbox.depth(), (0, 0));
+        assert!(matches!(push(0, long(1)), Err((_, MeshError::PeerGone))));
         assert!(matches!(
-            mailbox.try_push(message(0, 0, b"")),
-            Err((_, MeshError::PeerGone))
+            mailbox.try_take(ANY, ANY, 200),
+            Err(MeshError::PeerGone)
         ));
+    }
+
+    /// Message `n` of a sequence: its number in the first 4 bytes, and a
+    /// length that cycles through ring-sized and overflow-sized ones.
+    fn numbered(src: i32, n: u32) -> Parcel {
+        let len = [4, 0, 48, 49, 300, 8][n as usize % 6].max(4);
+        let mut data = vec![n as u8; len];
+        data[..4].copy_from_slice(&n.to_le_bytes());
+        let data = Bytes::from(data);
+        Parcel {
+            src,
+            tag: (n % 3) as i32,
+            // Small ones as the ABI hands them over, in place.
+            data: Payload::inline(&data).unwrap_or(Payload::Shared(data)),
+        }
+    }
+
+    fn number(message: &Parcel) -> u32 {
+        let data = message.data.as_slice();
+        let n = u32::from_le_bytes(data[..4].try_into().unwrap());
+        assert_eq!(data.len(), numbered(0, n).data.len());
+        assert!(data[4..].iter().all(|&b| b == n as u8));
+        n
+    }
+
+    #[test]
+    fn keeps_each_senders_order_across_the_ring_and_the_overflow_queue() {
+        let mailbox = Mailbox::new(Bounds::default());
+        // More than the ring holds, small and long mixed, from two senders.
+        for n in 0..200 {
+            mailbox.try_push(numbered(1, n)).unwrap();
+            mailbox.try_push(numbered(2, n)).unwrap();
+        }
+        // Tag 2 from sender 1 first: the others read on the way wait.
+        let mut got = Vec::new();
+        while let Ok(Received::Message(m)) = mailbox.try_take(1, 2, 1000) {
+            got.push(number(&m));
+        }
+        assert_eq!(got, (0..200).filter(|n| n % 3 == 2).collect::<Vec<_>>());
+        // Then the rest, from ANY: each sender's in order.
+        let mut by_sender = [Vec::new(), Vec::new()];
+        while let Ok(Received::Message(m)) = mailbox.try_take(ANY, ANY, 1000) {
+            by_sender[m.src as usize - 1].push(number(&m));
+        }
+        assert_eq!(
+            by_sender[0],
+            (0..200).filter(|n| n % 3 != 2).collect::<Vec<_>>()
+        );
+        assert_eq!(by_sender[1], (0..200).collect::<Vec<_>>());
+        assert_eq!(mailbox.depth(), (0, 0));
+    }
+
+    #[test]
+    fn senders_on_other_threads_arrive_whole_and_in_order() {
+        const EACH: u32 = 20_000;
+        let mailbox = std::sync::Arc::new(Mailbox::new(Bounds {
+            messages: 16,
+            bytes: 4096,
+        }));
+        let senders: Vec<_> = (0..2)
+            .map(|src| {
+                let mailbox = mailbox.clone();
+                std::thread::spawn(move || {
+                    for n in 0..EACH {
+                        let mut message = numbered(src, n);
+                        let started = Instant::now();
+                        loop {
+                            match mailbox.try_push(message) {
+                                Ok(()) => break,
+                                Err((back, MeshError::WouldBlock)) => message = back,
+                                Err((_, error)) => panic!("{error}"),
+                            }
+                            assert!(started.elapsed() < Duration::from_secs(10));
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u32; 2];
+        let started = Instant::now();
+        while next != [EACH; 2] {
+            match mailbox.try_take(ANY, ANY, 1000) {
+                Ok(Received::Message(m)) => {
+                    let src = m.src as usize;
+                    assert_eq!(number(&m), next[src]);
+                    next[src] += 1;
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(MeshError::WouldBlock) => std::hint::spin_loop(),
+                Err(error) => panic!("{error}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{next:?}");
+        }
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        assert!(mailbox.high_water() <= 16);
+        assert_eq!(mailbox.depth(), (0, 0));
     }
 
     #[test]
@@ -544,7 +939,7 @@ mod tests {
         assert_eq!(mailbox.depth(), (1, 1));
         assert!(matches!(
             mailbox.try_take(ANY, ANY, 10),
-            Ok(Received::Message(m)) if m.data == "m"
+            Ok(Received::Message(m)) if m.data.as_slice() == b"m"
         ));
         assert!(matches!(
             mailbox.try_take(ANY, ANY, 10),
@@ -555,8 +950,8 @@ mod tests {
             panic!("no event");
         };
         assert_eq!(first.src, 4);
-        assert_eq!(&first.data[..4], &1u32.to_le_bytes());
-        assert_eq!(&first.data[4..], &3u64.to_le_bytes());
+        assert_eq!(&first.data.as_slice()[..4], &1u32.to_le_bytes());
+        assert_eq!(&first.data.as_slice()[4..], &3u64.to_le_bytes());
     }
 
     #[tokio::test]
@@ -589,7 +984,7 @@ mod tests {
         let got = mailbox
             .take(ANY, 1, 10, Wait::Forever, &cancel, || false)
             .await;
-        assert!(matches!(got, Ok(Received::Message(m)) if m.data == "second"));
+        assert!(matches!(got, Ok(Received::Message(m)) if m.data.as_slice() == b"second"));
         let waiting = {
             let (mailbox, cancel) = (mailbox.clone(), cancel.clone());
             tokio::spawn(async move {

@@ -39,6 +39,7 @@ pub mod collective;
 mod drive;
 pub mod job;
 mod join;
+mod lane;
 pub mod mailbox;
 pub mod placement;
 pub mod pool;

@@ -146,6 +146,27 @@ pub async fn before_parking<T>(mut look: impl FnMut() -> Option<T>, cancel: &Can
     }
 }
 
+/// Calls `look` in a tight loop for up to [`TIGHT`] when [`idle`] says
+/// [`Idle::Busy`] (at once `None` otherwise): the wait of a call that may
+/// not suspend the instance, before it falls back to one that can.
+pub fn spin<T>(mut look: impl FnMut() -> Option<T>) -> Option<T> {
+    if idle() != Idle::Busy {
+        return None;
+    }
+    let started = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if let Some(answer) = look() {
+                return Some(answer);
+            }
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= TIGHT {
+            return None;
+        }
+    }
+}
+
 /// Lets the executor run other tasks once, then continues: the task wakes
 /// itself and returns `Pending`, so tokio puts it at the back of its
 /// worker's run queue. Unlike `tokio::task::yield_now`, which holds the

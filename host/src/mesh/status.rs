@@ -33,8 +33,11 @@ pub enum RankState {
     },
 }
 
-/// Message and byte counters.
+/// Message and byte counters, written by their rank alone, on cache lines
+/// of their own: a peer reading the rank's mailbox beside them would
+/// otherwise pull the line away at every message.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub(crate) struct Counters {
     pub(super) sent_messages: AtomicU64,
     pub(super) sent_bytes: AtomicU64,

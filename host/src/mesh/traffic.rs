@@ -2,8 +2,9 @@
 //! destination rank (the parent last), grown without a lock as ranks join.
 //!
 //! A row is split into chunks of [`CHUNK`] destinations, each allocated the
-//! first time a message goes to one of them; a sender's hot path is two
-//! relaxed atomic adds.
+//! first time a message goes to one of them. A row has one writer, its
+//! sender (a parent's sends take turns): its hot path is two relaxed
+//! loads and stores, no locked instruction.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,8 +40,11 @@ impl Row {
         let chunk = self.chunks[column / CHUNK]
             .get_or_init(|| Box::new(std::array::from_fn(|_| Link::default())));
         let link = &chunk[column % CHUNK];
-        link.0.fetch_add(1, Ordering::Relaxed);
-        link.1.fetch_add(bytes, Ordering::Relaxed);
+        // One writer per row (the sender): a load and a store each.
+        link.0
+            .store(link.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        link.1
+            .store(link.1.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
     }
 
     /// Bytes sent to `to` so far.

@@ -55,15 +55,46 @@ fn guest(body: &str) -> String {
           (import "weft:mesh" "rank" (func $rank_of (param i32) (result i32)))
           (import "weft:mesh" "send" (func $send (param i32 i32 i32 i32 i64) (result i32)))
           (import "weft:mesh" "recv" (func $recv (param i32 i32 i32 i32 i64 i32) (result i32)))
+          (import "weft:mesh" "send_now" (func $send_now (param i32 i32 i32 i32) (result i32)))
+          (import "weft:mesh" "recv_now" (func $recv_now (param i32 i32 i32 i32 i32 i32) (result i32)))
           (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
           (memory (export "memory") 1)
           (global $rank (mut i32) (i32.const 0))
           (func $ok (param i32) (if (local.get 0) (then unreachable)))
+          ;; Takes the next 8-byte message from $src with the plain call,
+          ;; looking again while it answers WOULD_BLOCK, and checks that
+          ;; it carries $n.
+          (func $take (param $src i32) (param $n i32) (local $r i32)
+            (loop $again
+              (local.set $r (call $recv_now (local.get $src) (i32.const 0) (i32.const 64) (i32.const 8) (i32.const 128) (i32.const 1)))
+              (br_if $again (i32.eq (local.get $r) (i32.const {would_block}))))
+            (call $ok (local.get $r))
+            (if (i32.ne (i32.load (i32.const 64)) (local.get $n)) (then unreachable)))
           (func (export "_start") (local $i i32)
             (call $ok (call $rank_of (i32.const 0)))
             (global.set $rank (i32.load (i32.const 0)))
-            {body}))"#
+            {body}))"#,
+        would_block = errno::WOULD_BLOCK,
     )
+}
+
+/// [`pingpong`] with the plain calls (`send_now`, `recv_now`), as the SDK
+/// makes them first: each message carries its round's number, checked by
+/// its receiver.
+fn plain_pingpong(n: u32) -> String {
+    guest(&format!(
+        r#"(loop $next
+             (i32.store (i32.const 16) (local.get $i))
+             (if (i32.eqz (global.get $rank))
+               (then
+                 (call $ok (call $send_now (i32.const 1) (i32.const 0) (i32.const 16) (i32.const 8)))
+                 (call $take (i32.const 1) (local.get $i)))
+               (else
+                 (call $take (i32.const 0) (local.get $i))
+                 (call $ok (call $send_now (i32.const 0) (i32.const 0) (i32.const 16) (i32.const 8)))))
+             (local.set $i (i32.add (local.get $i) (i32.const 1)))
+             (br_if $next (i32.lt_u (local.get $i) (i32.const {n}))))"#
+    ))
 }
 
 /// Rank 0 sends `n` 8-byte messages to rank 1 and waits for each reply.
@@ -159,6 +190,37 @@ fn mesh_ranks_exchange_messages_on_threads_of_their_own() {
         let status = job.status();
         assert_eq!(status.ranks[0].traffic.sent_messages, 20_000);
         assert_eq!(status.ranks[1].traffic.received_messages, 20_000);
+        assert_eq!(rank_threads(), 0);
+    });
+}
+
+#[test]
+fn mesh_the_plain_calls_carry_messages_in_order_and_trap_on_a_bad_pointer() {
+    serial(async {
+        let runtime = runtime();
+        let (job, _) = job::start(
+            &runtime,
+            spec(&runtime, &plain_pingpong(20_000), 2),
+            Parent::None,
+        )
+        .unwrap();
+        let report = job.wait().await;
+        assert_eq!(report.status, "ok", "{report:?}");
+        let status = job.status();
+        assert_eq!(status.ranks[0].traffic.sent_messages, 20_000);
+        assert_eq!(status.ranks[1].traffic.received_messages, 20_000);
+        // A receive whose buffer runs past the memory's end traps, before
+        // anything is taken.
+        let bad = guest(
+            r#"(drop (call $recv_now (i32.const -1) (i32.const -1) (i32.const 65530) (i32.const 100) (i32.const 128) (i32.const 0)))"#,
+        );
+        let (job, _) = job::start(&runtime, spec(&runtime, &bad, 1), Parent::None).unwrap();
+        let report = job.wait().await;
+        let state = &job.status().ranks[0].state;
+        assert!(
+            matches!(state, RankState::Failed { reason, .. } if reason.contains("outside guest memory")),
+            "{state:?} {report:?}"
+        );
         assert_eq!(rank_threads(), 0);
     });
 }

@@ -373,9 +373,9 @@ pub mod mesh {
     /// Messages one mailbox holds by default from each sender before that
     /// sender waits.
     pub const MAILBOX_MESSAGES: usize = 1024;
-    /// Bytes of messages past 48 bytes one mailbox holds by default, from
-    /// every sender, before senders wait (one message is always admitted
-    /// into an empty mailbox).
+    /// Bytes of messages past 1 KiB (and of small ones queued behind them)
+    /// one mailbox holds by default, from every sender, before senders
+    /// wait (one message is always admitted into an empty mailbox).
     pub const MAILBOX_BYTES: usize = 64 << 20;
 
     /// Reduction operations (`op` of `reduce`).

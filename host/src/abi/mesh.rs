@@ -18,7 +18,8 @@
 use super::{guest_range, within};
 use crate::mesh::collective::{Call, Op, Type};
 use crate::mesh::job::Shared;
-use crate::mesh::mailbox::{Payload, Received};
+use crate::mesh::lane::RING_MAX;
+use crate::mesh::mailbox::{Data, Delivered, Payload, Received};
 use crate::mesh::{Member, MeshError, placement};
 use crate::network::Wait;
 use crate::runtime::State;
@@ -261,7 +262,7 @@ async fn send(
 }
 
 /// `send_now`: the fast path. Nothing is allocated for a message that
-/// fits a ring slot: it goes from the guest's memory into the slot.
+/// fits a lane's ring: it goes from the guest's memory into the ring.
 fn send_now(mut caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i32) -> Ret {
     if caller.data().mesh.is_none() {
         return Ok(errno::NOT_IN_MESH);
@@ -277,11 +278,13 @@ fn send_now(mut caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i3
     if len > member.job.max_message() {
         return Ok(errno::TOO_LARGE);
     }
-    let data = Payload::inline(&bytes[range.clone()]).unwrap_or_else(|| {
+    let data = if len <= RING_MAX {
+        Data::Borrowed(&bytes[range])
+    } else {
         let mut buf = member.job.pool().take(len);
         buf.extend_from_slice(&bytes[range]);
-        Payload::Shared(buf.into())
-    });
+        Data::Held(Payload::Shared(buf.into()))
+    };
     answer(member.job.try_send(member.rank, dst, tag, data))
 }
 
@@ -310,28 +313,31 @@ fn recv_now(
     let into = within(bytes.len(), ptr as u32, cap)?;
     let info_at = within(bytes.len(), out as u32, 12)?;
     let job = &member.job;
-    let mut received = job.try_recv(member.rank, src, tag, cap);
+    let mut received = job.try_recv_into(member.rank, src, tag, &mut bytes[into.clone()]);
     if spin && matches!(received, Err(MeshError::WouldBlock)) {
+        // A look that finds nothing takes no lock: see `try_take_into`.
         let looked = placement::spin(|| {
-            (job.news(member.rank, src, tag) || job.cancelled())
-                .then(|| job.try_recv(member.rank, src, tag, cap))
-                .filter(|r| !matches!(r, Err(MeshError::WouldBlock)))
+            let found = job.try_recv_into(member.rank, src, tag, &mut bytes[into.clone()]);
+            (!matches!(found, Err(MeshError::WouldBlock))).then_some(found)
         });
         if let Some(found) = looked {
             received = found;
         }
     }
     match received {
-        Ok(Received::Message(parcel)) => {
-            let data = parcel.data.as_slice();
-            bytes[into.start..into.start + data.len()].copy_from_slice(data);
-            bytes[info_at].copy_from_slice(&info(parcel.src, parcel.tag, data.len()));
-            if let Payload::Shared(data) = parcel.data {
-                job.pool().give(data);
+        Ok(Delivered::Copied {
+            src,
+            tag,
+            len,
+            buffer,
+        }) => {
+            bytes[info_at].copy_from_slice(&info(src, tag, len));
+            if let Some(buffer) = buffer {
+                job.pool().give(buffer);
             }
             Ok(errno::OK)
         }
-        Ok(Received::TooLong { src, tag, len }) => {
+        Ok(Delivered::TooLong { src, tag, len }) => {
             bytes[info_at].copy_from_slice(&info(src, tag, len));
             Ok(errno::TRUNCATED)
         }

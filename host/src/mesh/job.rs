@@ -27,7 +27,7 @@ pub use super::status::{Ending, RankState, RankStatus, Report, Status, SubnetInf
 
 use super::collective::{Call, Collectives, Done};
 use super::lane::bump;
-use super::mailbox::{Bounds, Mailbox, Message, Parcel, Payload, Received};
+use super::mailbox::{Bounds, Data, Delivered, Mailbox, Message, Parcel, Payload, Received};
 use super::status::Counters;
 use super::subnet::MeshNet;
 use super::traffic::Row;
@@ -345,7 +345,7 @@ impl Shared {
         src: i32,
         dst: i32,
         tag: i32,
-        data: Payload,
+        data: Data<'_>,
     ) -> Result<(), MeshError> {
         // A stopped job stops its ranks here as in the calls that wait
         // (whose wait the stop ends).
@@ -354,7 +354,7 @@ impl Shared {
         }
         let len = self.check_send(dst, tag, data.len())?;
         self.mailbox(dst)
-            .try_push(Parcel { src, tag, data })
+            .try_send(src, tag, data)
             .map_err(|(_, error)| self.unless_cancelled(error))?;
         self.count_sent(src, dst, len);
         Ok(())
@@ -404,26 +404,33 @@ impl Shared {
         Ok(self.count_received(me, received))
     }
 
-    /// [`Shared::recv`] of what is there now: `WouldBlock` when nothing
-    /// matches, `PeerGone` when nothing can (the one sender named has
-    /// ended).
-    pub(crate) fn try_recv(
+    /// [`Shared::recv`] of what is there now, into `out` (its length is
+    /// the receive's `cap`): `WouldBlock` when nothing matches, `PeerGone`
+    /// when nothing can (the one sender named has ended).
+    pub(crate) fn try_recv_into(
         &self,
         me: i32,
         src: i32,
         tag: i32,
-        cap: usize,
-    ) -> Result<Received, MeshError> {
+        out: &mut [u8],
+    ) -> Result<Delivered, MeshError> {
         if self.cancel.is_cancelled() {
             return Err(MeshError::Cancelled);
         }
         self.check_recv(src, tag)?;
-        match self.mailbox(me).try_take(src, tag, cap) {
+        match self.mailbox(me).try_take_into(src, tag, out) {
             Err(MeshError::WouldBlock) if src >= 0 && self.ended(src as usize) => {
                 Err(self.unless_cancelled(MeshError::PeerGone))
             }
             Err(error) => Err(self.unless_cancelled(error)),
-            Ok(received) => Ok(self.count_received(me, received)),
+            Ok(delivered) => {
+                if let Delivered::Copied { tag, len, .. } = delivered
+                    && tag != weft_abi::mesh::MEMBERSHIP
+                {
+                    self.count_one_received(me, len);
+                }
+                Ok(delivered)
+            }
         }
     }
 
@@ -435,17 +442,6 @@ impl Shared {
         } else {
             error
         }
-    }
-
-    /// Whether a receive by `me` from `src` with `tag` may find something
-    /// it did not find at its last look (a cheap look while it waits).
-    pub(crate) fn news(&self, me: i32, src: i32, tag: i32) -> bool {
-        self.mailbox(me).has_news(src, tag)
-    }
-
-    /// Whether the job is stopping: its ranks are to stop.
-    pub(crate) fn cancelled(&self) -> bool {
-        self.cancel.is_cancelled()
     }
 
     fn check_recv(&self, src: i32, tag: i32) -> Result<(), MeshError> {
@@ -461,11 +457,15 @@ impl Shared {
         if let Received::Message(parcel) = &received
             && parcel.tag != weft_abi::mesh::MEMBERSHIP
         {
-            let counters = self.counters(me);
-            bump(&counters.received_messages, 1);
-            bump(&counters.received_bytes, parcel.data.len() as u64);
+            self.count_one_received(me, parcel.data.len());
         }
         received
+    }
+
+    fn count_one_received(&self, me: i32, len: usize) {
+        let counters = self.counters(me);
+        bump(&counters.received_messages, 1);
+        bump(&counters.received_bytes, len as u64);
     }
 
     /// Rank `rank`'s next collective.

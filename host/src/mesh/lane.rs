@@ -1,10 +1,11 @@
 //! One sender's messages to one mailbox, in the order sent: a ring of
-//! cache-line slots for small messages, and a locked queue beside it for
-//! the rest.
+//! cache lines for messages up to [`RING_MAX`] bytes, and a locked queue
+//! beside it for the rest.
 //!
-//! A message of at most [`INLINE`] bytes is written into the next free
-//! slot of the ring with its tag and length, and published by the slot's
-//! sequence number: the receiver polls that number, reads the slot and
+//! A message of at most [`RING_MAX`] bytes is written into the ring's next
+//! free cells (one cache line for up to 48 bytes, one more per 56 after
+//! that) with its tag and length, and published by a stamp in its first
+//! cell, written last: the receiver polls that stamp, reads the cells and
 //! moves its tail on. No lock is taken, nothing is allocated, and a small
 //! message moves between the two cores as one cache line (Open MPI's
 //! shared-memory transport does the same with its "fast boxes"). A longer
@@ -13,29 +14,44 @@
 //! message goes there, so order is kept: the receiver takes what is in the
 //! ring first, then the overflow queue.
 //!
-//! Who writes what: only the sender writes slots and its own counters
+//! Who writes what: only the sender writes cells and its own counters
 //! (one producer: a rank's instance runs on one thread at a time, and the
 //! job makes a parent's sends take turns); only the receiver moves `tail`
 //! and counts what it has taken (`consumed`). Each counter has one writer,
-//! so none needs a locked instruction. Each side's fields sit on cache lines of their own, so a
-//! ping-pong moves the slot's line and nothing else; the sender reads the
-//! receiver's line only when its cached view says the ring or its credit
-//! is full.
+//! so none needs a locked instruction. Each side's fields sit on cache
+//! lines of their own, so a ping-pong moves the message's lines and
+//! nothing else; the sender reads the receiver's line only when its cached
+//! view says the ring or its credit is full.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The longest message carried in a ring slot.
+/// The longest message held by value in a [`Payload`].
 pub const INLINE: usize = 48;
 
-/// Slots in a lane's ring.
-const RING: u64 = 32;
+/// The longest message carried in a lane's ring.
+pub const RING_MAX: usize = 1024;
 
-const WORDS: usize = INLINE / 8;
+/// Cells (cache lines) in a lane's ring: 8 KiB.
+const CELLS: u64 = 128;
 
-/// A message's bytes: in place when they fit a ring slot, else shared.
+/// Bytes the first cell of a message carries (after its stamp, and its tag
+/// and length), and each further one (after a word that is never a stamp).
+const FIRST: usize = 48;
+const MORE: usize = 56;
+
+/// A message's tag and length word that marks the rest of the ring, up to
+/// its end, as skipped (a message never wraps round).
+const SKIP: u64 = u64::MAX;
+
+/// The cells a message of `len` bytes takes.
+fn cells(len: usize) -> u64 {
+    1 + len.saturating_sub(FIRST).div_ceil(MORE) as u64
+}
+
+/// A message's bytes: by value when they are few, else shared.
 #[derive(Clone, Debug)]
 pub enum Payload {
     /// At most [`INLINE`] bytes, held by value.
@@ -79,6 +95,40 @@ impl Payload {
     }
 }
 
+/// A message's bytes on their way in: borrowed (from the sender's memory,
+/// written straight into the ring) or held.
+#[derive(Debug)]
+pub enum Data<'a> {
+    Borrowed(&'a [u8]),
+    Held(Payload),
+}
+
+impl Data<'_> {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Borrowed(data) => data,
+            Data::Held(payload) => payload.as_slice(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Held bytes (a copy of borrowed ones).
+    pub fn hold(self) -> Payload {
+        match self {
+            Data::Borrowed(data) => Payload::inline(data)
+                .unwrap_or_else(|| Payload::Shared(Bytes::copy_from_slice(data))),
+            Data::Held(payload) => payload,
+        }
+    }
+}
+
 impl From<Bytes> for Payload {
     fn from(data: Bytes) -> Payload {
         Payload::Shared(data)
@@ -107,16 +157,49 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// One ring slot: a cache line.
+/// One cell of a ring: a cache line of words. The first cell of a message
+/// holds its stamp (its position in the ring, counted in cells from the
+/// lane's start, plus one: written last, it publishes the message), its
+/// tag (low half) and length (high half), then bytes; a further cell holds
+/// a zero, then bytes. Every cell starts with a stamp or a zero, never
+/// with bytes, so a stale cell can never pass for a message.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Slot {
-    /// The lane position it holds, plus one, once published.
-    seq: AtomicU64,
-    /// The tag (low half) and the length (high half).
-    meta: AtomicU64,
-    /// The bytes, little-endian, zero-padded.
-    words: [AtomicU64; WORDS],
+struct Cell {
+    words: [AtomicU64; 8],
+}
+
+/// Stores `bytes` (8 per word, the last word zero-padded).
+fn store(words: &[AtomicU64], bytes: &[u8]) {
+    let whole = bytes.chunks_exact(8);
+    let last = whole.remainder();
+    let mut words = words.iter();
+    // The bytes first: `zip` asks its first iterator first.
+    for (chunk, word) in whole.zip(words.by_ref()) {
+        let chunk: [u8; 8] = chunk.try_into().expect("8 bytes");
+        word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+    }
+    if !last.is_empty() {
+        let mut padded = [0; 8];
+        padded[..last.len()].copy_from_slice(last);
+        let word = words.next().expect("a word for the last bytes");
+        word.store(u64::from_le_bytes(padded), Ordering::Relaxed);
+    }
+}
+
+/// Loads `out.len()` bytes stored by [`store`].
+fn load(words: &[AtomicU64], out: &mut [u8]) {
+    let mut whole = out.chunks_exact_mut(8);
+    let mut words = words.iter();
+    for (chunk, word) in whole.by_ref().zip(words.by_ref()) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+    }
+    let last = whole.into_remainder();
+    if !last.is_empty() {
+        let word = words.next().expect("a word for the last bytes");
+        let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+        last.copy_from_slice(&bytes[..last.len()]);
+    }
 }
 
 /// What the sender writes (and others read now and then).
@@ -194,7 +277,7 @@ pub enum Full {
 #[derive(Debug)]
 pub struct Lane {
     src: i32,
-    slots: Box<[Slot]>,
+    ring: Box<[Cell]>,
     sent: Padded<Sent>,
     taken: Padded<Taken>,
     overflow: Padded<Overflow>,
@@ -204,27 +287,27 @@ impl Lane {
     pub fn new(src: i32) -> Lane {
         Lane {
             src,
-            slots: (0..RING).map(|_| Slot::default()).collect(),
+            ring: (0..CELLS).map(|_| Cell::default()).collect(),
             sent: Padded::default(),
             taken: Padded::default(),
             overflow: Padded::default(),
         }
     }
 
-    fn slot(&self, position: u64) -> &Slot {
-        &self.slots[(position % RING) as usize]
+    fn cell(&self, position: u64) -> &Cell {
+        &self.ring[(position % CELLS) as usize]
     }
 
     /// Queues a message unless the sender has `messages` queued already;
     /// a message for the overflow queue is first admitted by
     /// `admit(len)`, which counts it against the mailbox's bytes.
-    pub fn push(
+    pub fn push<'a>(
         &self,
         tag: i32,
-        data: Payload,
+        data: Data<'a>,
         messages: u64,
         admit: impl FnOnce(usize) -> bool,
-    ) -> Result<(), (Payload, Full)> {
+    ) -> Result<(), (Data<'a>, Full)> {
         let sent = &self.sent;
         let count = sent.messages.load(Ordering::Relaxed);
         if count - sent.consumed_seen.load(Ordering::Relaxed) >= messages {
@@ -239,16 +322,28 @@ impl Lane {
             }
         }
         let len = data.len();
-        if len <= INLINE && !self.overflow.busy.load(Ordering::Acquire) {
+        if len <= RING_MAX && !self.overflow.busy.load(Ordering::Acquire) {
             let head = sent.head.load(Ordering::Relaxed);
+            let need = cells(len);
+            // A message that would run past the ring's end starts it again.
+            let skip = match CELLS - head % CELLS {
+                to_end if to_end < need => to_end,
+                _ => 0,
+            };
+            let fits = |tail: u64| head + skip + need - tail <= CELLS;
             let mut tail = sent.tail_seen.load(Ordering::Relaxed);
-            if head - tail >= RING {
+            if !fits(tail) {
                 tail = self.taken.tail.load(Ordering::Acquire);
                 sent.tail_seen.store(tail, Ordering::Relaxed);
             }
-            if head - tail < RING {
-                self.write(head, tag, data.as_slice());
-                sent.head.store(head + 1, Ordering::Relaxed);
+            if fits(tail) {
+                if skip > 0 {
+                    let cell = self.cell(head);
+                    cell.words[1].store(SKIP, Ordering::Relaxed);
+                    cell.words[0].store(head + 1, Ordering::Release);
+                }
+                self.write(head + skip, tag, data.as_slice());
+                sent.head.store(head + skip + need, Ordering::Relaxed);
                 self.count_sent(len);
                 return Ok(());
             }
@@ -257,7 +352,7 @@ impl Lane {
         if !admit(len) {
             return Err((data, Full::Bytes));
         }
-        queue.push_back((tag, data));
+        queue.push_back((tag, data.hold()));
         self.overflow.busy.store(true, Ordering::Release);
         drop(queue);
         self.count_sent(len);
@@ -269,34 +364,85 @@ impl Lane {
         bump(&self.sent.bytes, len as u64);
     }
 
-    /// Writes a message into the slot at `position` and publishes it.
+    /// Writes a message into the cells from `position` on, the first
+    /// one last, and publishes it.
     fn write(&self, position: u64, tag: i32, data: &[u8]) {
-        let slot = self.slot(position);
-        for (word, chunk) in slot.words.iter().zip(data.chunks(8)) {
-            let mut bytes = [0; 8];
-            bytes[..chunk.len()].copy_from_slice(chunk);
-            word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        let (first, rest) = data.split_at(data.len().min(FIRST));
+        for (k, chunk) in rest.chunks(MORE).enumerate() {
+            let cell = self.cell(position + 1 + k as u64);
+            cell.words[0].store(0, Ordering::Relaxed);
+            store(&cell.words[1..], chunk);
         }
+        let cell = self.cell(position);
+        store(&cell.words[2..], first);
         let meta = u64::from(tag as u32) | (data.len() as u64) << 32;
-        slot.meta.store(meta, Ordering::Relaxed);
-        slot.seq.store(position + 1, Ordering::Release);
+        cell.words[1].store(meta, Ordering::Relaxed);
+        cell.words[0].store(position + 1, Ordering::Release);
     }
 
     /// Whether a message is waiting to be read off the lane (receiver).
     pub fn ready(&self) -> bool {
         let tail = self.taken.tail.load(Ordering::Relaxed);
-        self.slot(tail).seq.load(Ordering::Acquire) == tail + 1
-            || self.overflow.busy.load(Ordering::Acquire)
+        self.published(tail) || self.overflow.busy.load(Ordering::Acquire)
+    }
+
+    /// Whether the cell at `position` starts a published message.
+    fn published(&self, position: u64) -> bool {
+        self.cell(position).words[0].load(Ordering::Acquire) == position + 1
+    }
+
+    /// The tag and length of the next message in the ring, if one is
+    /// there (receiver), moving past a skipped end of the ring. The
+    /// overflow queue holds only newer ones.
+    pub fn peek(&self) -> Option<(i32, usize)> {
+        loop {
+            let tail = self.taken.tail.load(Ordering::Relaxed);
+            if !self.published(tail) {
+                return None;
+            }
+            let meta = self.cell(tail).words[1].load(Ordering::Relaxed);
+            if meta == SKIP {
+                let end = tail + (CELLS - tail % CELLS);
+                self.taken.tail.store(end, Ordering::Release);
+                continue;
+            }
+            return Some((meta as u32 as i32, (meta >> 32) as usize));
+        }
+    }
+
+    /// Copies the message [`Lane::peek`] saw into `out` (exactly its
+    /// length) and moves past it (receiver).
+    pub fn take_into(&self, out: &mut [u8]) {
+        let tail = self.taken.tail.load(Ordering::Relaxed);
+        let (first, rest) = out.split_at_mut(out.len().min(FIRST));
+        load(&self.cell(tail).words[2..], first);
+        for (k, chunk) in rest.chunks_mut(MORE).enumerate() {
+            load(&self.cell(tail + 1 + k as u64).words[1..], chunk);
+        }
+        self.taken
+            .tail
+            .store(tail + cells(out.len()), Ordering::Release);
+        self.note_drained();
     }
 
     /// Reads the next message off the lane (receiver): the ring first,
     /// then the overflow queue.
     pub fn next(&self) -> Option<Queued> {
         loop {
-            let tail = self.taken.tail.load(Ordering::Relaxed);
-            if let Some((tag, data)) = self.read(tail) {
-                self.taken.tail.store(tail + 1, Ordering::Release);
-                return Some(self.drained(tag, data, false));
+            if let Some((tag, len)) = self.peek() {
+                let data = if len <= INLINE {
+                    let mut bytes = [0; INLINE];
+                    self.take_into(&mut bytes[..len]);
+                    Payload::Inline {
+                        len: len as u8,
+                        bytes,
+                    }
+                } else {
+                    let mut bytes = vec![0; len];
+                    self.take_into(&mut bytes);
+                    Payload::Shared(bytes.into())
+                };
+                return Some(self.queued(tag, data, false));
             }
             if !self.overflow.busy.load(Ordering::Acquire) {
                 return None;
@@ -304,44 +450,19 @@ impl Lane {
             let mut queue = self.overflow.lock();
             // What the ring got before the overflow queue's first message
             // is older: the lock made it visible, if it was not before.
-            if self.slot(tail).seq.load(Ordering::Acquire) == tail + 1 {
+            if self.published(self.taken.tail.load(Ordering::Relaxed)) {
                 continue;
             }
             let (tag, data) = queue.pop_front()?;
             if queue.is_empty() {
                 self.overflow.busy.store(false, Ordering::Release);
             }
-            return Some(self.drained(tag, data, true));
+            self.note_drained();
+            return Some(self.queued(tag, data, true));
         }
     }
 
-    fn read(&self, position: u64) -> Option<(i32, Payload)> {
-        let slot = self.slot(position);
-        if slot.seq.load(Ordering::Acquire) != position + 1 {
-            return None;
-        }
-        let meta = slot.meta.load(Ordering::Relaxed);
-        let len = (meta >> 32) as usize;
-        let mut bytes = [0; INLINE];
-        let words = len.div_ceil(8);
-        for (word, chunk) in slot.words[..words].iter().zip(bytes.chunks_mut(8)) {
-            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
-        }
-        let data = Payload::Inline {
-            len: len as u8,
-            bytes,
-        };
-        Some((meta as u32 as i32, data))
-    }
-
-    fn drained(&self, tag: i32, data: Payload, counted: bool) -> Queued {
-        let drained = bump(&self.taken.drained, 1);
-        // At least this many are queued now: every one read so far and
-        // not yet taken.
-        let queued = drained - self.taken.consumed.load(Ordering::Relaxed);
-        if queued > self.taken.high_water.load(Ordering::Relaxed) {
-            self.taken.high_water.store(queued, Ordering::Relaxed);
-        }
+    fn queued(&self, tag: i32, data: Payload, counted: bool) -> Queued {
         Queued {
             parcel: Parcel {
                 src: self.src,
@@ -349,6 +470,16 @@ impl Lane {
                 data,
             },
             counted,
+        }
+    }
+
+    fn note_drained(&self) {
+        let drained = bump(&self.taken.drained, 1);
+        // At least this many are queued now: every one read so far and
+        // not yet taken.
+        let queued = drained - self.taken.consumed.load(Ordering::Relaxed);
+        if queued > self.taken.high_water.load(Ordering::Relaxed) {
+            self.taken.high_water.store(queued, Ordering::Relaxed);
         }
     }
 

@@ -1,7 +1,7 @@
 //! A rank's mailbox: a [`Lane`] per sender, matched by source and tag.
 //!
 //! Messages are taken once out of the sender's memory and copied once into
-//! the receiver's: a small one travels inside its lane's ring slot, a
+//! the receiver's: one of at most 1 KiB travels inside its lane's ring, a
 //! longer one as `Bytes` in the lane's overflow queue (see [`lane`]).
 //! Bounds: each sender has at most [`Bounds::messages`] messages queued in
 //! a mailbox, and the messages in overflow queues hold at most
@@ -25,8 +25,8 @@
 //! [`lane`]: super::lane
 
 use super::MeshError;
+pub use super::lane::{Data, Parcel, Payload};
 use super::lane::{Full, Lane, Padded, Queued};
-pub use super::lane::{Parcel, Payload};
 use super::placement;
 use crate::network::Wait;
 use crate::runtime::Cancel;
@@ -179,6 +179,9 @@ pub struct Mailbox {
     room: Notify,
     /// Senders parked on `room`.
     senders: AtomicUsize,
+    /// How many messages the owner has set aside (`Consumer::unexpected`):
+    /// written under its lock, read without.
+    set_aside: AtomicUsize,
     /// Membership events, oldest first, and how many have arrived.
     events: Mutex<VecDeque<Message>>,
     events_arrived: AtomicU64,
@@ -201,6 +204,7 @@ impl Mailbox {
             senders: AtomicUsize::new(0),
             events: Mutex::new(VecDeque::new()),
             events_arrived: AtomicU64::new(0),
+            set_aside: AtomicUsize::new(0),
             consumer: Padded::default(),
         }
     }
@@ -264,12 +268,28 @@ impl Mailbox {
 
     /// Queues `parcel` if there is room now.
     pub fn try_push(&self, parcel: Parcel) -> Result<(), (Parcel, MeshError)> {
+        let Parcel { src, tag, data } = parcel;
+        self.try_send(src, tag, Data::Held(data))
+            .map_err(|(data, error)| {
+                let data = data.hold();
+                (Parcel { src, tag, data }, error)
+            })
+    }
+
+    /// Queues a message from `src` if there is room now: borrowed bytes
+    /// that fit the lane's ring go straight into it.
+    pub fn try_send<'a>(
+        &self,
+        src: i32,
+        tag: i32,
+        data: Data<'a>,
+    ) -> Result<(), (Data<'a>, MeshError)> {
         if self.closed.load(Ordering::Acquire) {
-            return Err((parcel, MeshError::PeerGone));
+            return Err((data, MeshError::PeerGone));
         }
-        let lane = match self.lane_for(parcel.src) {
+        let lane = match self.lane_for(src) {
             Ok(lane) => lane,
-            Err(error) => return Err((parcel, error)),
+            Err(error) => return Err((data, error)),
         };
         let admit = |len: usize| {
             let before = self.overflow_bytes.fetch_add(len, Ordering::AcqRel);
@@ -280,15 +300,12 @@ impl Mailbox {
             fits
         };
         let messages = self.bounds.messages.max(1) as u64;
-        let Parcel { src, tag, data } = parcel;
         match lane.push(tag, data, messages, admit) {
             Ok(()) => {
                 wake(&self.arrived, &self.receivers);
                 Ok(())
             }
-            Err((data, Full::Credit | Full::Bytes)) => {
-                Err((Parcel { src, tag, data }, MeshError::WouldBlock))
-            }
+            Err((data, Full::Credit | Full::Bytes)) => Err((data, MeshError::WouldBlock)),
         }
     }
 
@@ -379,7 +396,7 @@ impl Mailbox {
     }
 
     /// What a receive finds when nothing matches.
-    fn nothing(&self) -> Result<Received, MeshError> {
+    fn nothing<T>(&self) -> Result<T, MeshError> {
         Err(if self.closed.load(Ordering::Acquire) {
             MeshError::PeerGone
         } else {
@@ -394,6 +411,56 @@ impl Mailbox {
             return self.take_event(src, cap);
         }
         self.take_from(&mut self.consumer(), src, tag, cap)
+    }
+
+    /// [`Mailbox::try_take`] straight into `out` (its length is the
+    /// receive's `cap`): a message in a lane's ring goes from the ring into
+    /// `out` with nothing in between.
+    ///
+    /// The owner's receive: only the mailbox's owner calls it, and no other
+    /// receive runs on the mailbox meanwhile (a rank's instance, or a
+    /// controller module, receives one call at a time; an external parent
+    /// receives through [`Mailbox::take`] alone). That lets the usual case
+    /// take no lock.
+    pub fn try_take_into(
+        &self,
+        src: i32,
+        tag: i32,
+        out: &mut [u8],
+    ) -> Result<Delivered, MeshError> {
+        if tag == MEMBERSHIP {
+            return self
+                .take_event(src, out.len())
+                .map(|r| Delivered::from(r, out));
+        }
+        // The usual case: nothing set aside (so the lane's next message is
+        // the oldest from `src`), and that message is in the ring. Without
+        // a lock: the owner alone reads the lane.
+        if src != ANY
+            && self.set_aside.load(Ordering::Relaxed) == 0
+            && !self.dropped.load(Ordering::Acquire)
+            && let Some(lane) = self.lane(src)
+        {
+            match lane.peek() {
+                Some((found, len)) if (tag == ANY || tag == found) && len <= out.len() => {
+                    lane.take_into(&mut out[..len]);
+                    lane.consumed(len);
+                    wake(&self.room, &self.senders);
+                    return Ok(Delivered::Copied {
+                        src,
+                        tag: found,
+                        len,
+                        buffer: None,
+                    });
+                }
+                // Nothing on the lane at all.
+                None if !lane.ready() => return self.nothing(),
+                _ => {}
+            }
+        }
+        let cap = out.len();
+        self.take_from(&mut self.consumer(), src, tag, cap)
+            .map(|r| Delivered::from(r, out))
     }
 
     fn take_event(&self, src: i32, cap: usize) -> Result<Received, MeshError> {
@@ -415,6 +482,19 @@ impl Mailbox {
     }
 
     fn take_from(
+        &self,
+        consumer: &mut Consumer,
+        src: i32,
+        tag: i32,
+        cap: usize,
+    ) -> Result<Received, MeshError> {
+        let taken = self.take_from_lanes(consumer, src, tag, cap);
+        self.set_aside
+            .store(consumer.unexpected.len(), Ordering::Relaxed);
+        taken
+    }
+
+    fn take_from_lanes(
         &self,
         consumer: &mut Consumer,
         src: i32,
@@ -505,17 +585,6 @@ impl Mailbox {
         }
         wake(&self.room, &self.senders);
         Received::Message(parcel)
-    }
-
-    /// Whether a receive from `src` with `tag` may find something it did
-    /// not find at the owner's last look.
-    pub fn has_news(&self, src: i32, tag: i32) -> bool {
-        // From one sender: its lane alone tells, without the owner's lock.
-        if src != ANY && tag != MEMBERSHIP {
-            return self.closed.load(Ordering::Acquire)
-                || self.lane(src).is_some_and(|lane| lane.ready());
-        }
-        self.news(&mut self.consumer(), src, tag)
     }
 
     /// Whether a receive from `src` with `tag` may find something it did
@@ -627,6 +696,7 @@ impl Mailbox {
             self.dropped.store(true, Ordering::Release);
             let mut consumer = self.consumer();
             consumer.unexpected = VecDeque::new();
+            self.set_aside.store(0, Ordering::Relaxed);
             self.refresh(&mut consumer);
             for lane in &consumer.lanes {
                 lane.clear();
@@ -670,6 +740,43 @@ impl Mailbox {
     /// The bounds.
     pub fn bounds(&self) -> Bounds {
         self.bounds
+    }
+}
+
+/// What a receive into the caller's buffer found.
+#[derive(Debug)]
+pub enum Delivered {
+    /// The message, copied into the buffer; its buffer, when it had one,
+    /// for reuse.
+    Copied {
+        src: i32,
+        tag: i32,
+        len: usize,
+        buffer: Option<Bytes>,
+    },
+    /// As [`Received::TooLong`]: it stays queued.
+    TooLong { src: i32, tag: i32, len: usize },
+}
+
+impl Delivered {
+    /// `received`, copied into `out`.
+    fn from(received: Received, out: &mut [u8]) -> Delivered {
+        match received {
+            Received::Message(parcel) => {
+                let data = parcel.data.as_slice();
+                out[..data.len()].copy_from_slice(data);
+                Delivered::Copied {
+                    src: parcel.src,
+                    tag: parcel.tag,
+                    len: data.len(),
+                    buffer: match parcel.data {
+                        Payload::Shared(buffer) => Some(buffer),
+                        Payload::Inline { .. } => None,
+                    },
+                }
+            }
+            Received::TooLong { src, tag, len } => Delivered::TooLong { src, tag, len },
+        }
     }
 }
 
@@ -790,7 +897,7 @@ mod tests {
     fn is_bounded_in_messages_per_sender_and_in_bytes() {
         let mailbox = Mailbox::new(Bounds {
             messages: 2,
-            bytes: 100,
+            bytes: 2000,
         });
         let long = |len| Bytes::from(vec![7; len]);
         let push = |src, data: Bytes| {
@@ -801,21 +908,27 @@ mod tests {
             })
         };
         // One message always fits an empty mailbox, even past the bytes.
-        push(0, long(120)).unwrap();
-        assert!(matches!(push(1, long(60)), Err((_, MeshError::WouldBlock))));
-        // Small messages travel in their lane's ring: only their number
-        // is bounded, per sender...
+        push(0, long(3000)).unwrap();
+        assert!(matches!(
+            push(1, long(1500)),
+            Err((_, MeshError::WouldBlock))
+        ));
+        // Messages up to 1 KiB travel in their lane's ring: only their
+        // number is bounded, per sender...
         push(1, long(4)).unwrap();
-        push(1, long(4)).unwrap();
+        push(1, long(1024)).unwrap();
         assert!(matches!(push(1, long(4)), Err((_, MeshError::WouldBlock))));
         // ... unless they queue behind a long one from the same sender.
         assert!(matches!(push(0, long(4)), Err((_, MeshError::WouldBlock))));
-        assert_eq!(mailbox.depth(), (3, 128));
-        mailbox.try_take(0, ANY, 200).unwrap();
-        push(0, long(60)).unwrap();
-        assert!(matches!(push(2, long(60)), Err((_, MeshError::WouldBlock))));
-        push(2, long(30)).unwrap();
-        assert_eq!(mailbox.depth(), (4, 98));
+        assert_eq!(mailbox.depth(), (3, 4028));
+        mailbox.try_take(0, ANY, 5000).unwrap();
+        push(0, long(1500)).unwrap();
+        assert!(matches!(
+            push(2, long(1500)),
+            Err((_, MeshError::WouldBlock))
+        ));
+        push(2, long(300)).unwrap();
+        assert_eq!(mailbox.depth(), (4, 2828));
         assert_eq!(mailbox.high_water(), 2);
         mailbox.close(true);
         assert_eq!(mailbox.depth(), (0, 0));
@@ -829,7 +942,7 @@ mod tests {
     /// Message `n` of a sequence: its number in the first 4 bytes, and a
     /// length that cycles through ring-sized and overflow-sized ones.
     fn numbered(src: i32, n: u32) -> Parcel {
-        let len = [4, 0, 48, 49, 300, 8][n as usize % 6].max(4);
+        let len = [4, 0, 48, 49, 104, 105, 1024, 1025, 3000, 8][n as usize % 10].max(4);
         let mut data = vec![n as u8; len];
         data[..4].copy_from_slice(&n.to_le_bytes());
         let data = Bytes::from(data);
@@ -852,20 +965,20 @@ mod tests {
     #[test]
     fn keeps_each_senders_order_across_the_ring_and_the_overflow_queue() {
         let mailbox = Mailbox::new(Bounds::default());
-        // More than the ring holds, small and long mixed, from two senders.
+        // More than a ring holds, small and long mixed, from two senders.
         for n in 0..200 {
             mailbox.try_push(numbered(1, n)).unwrap();
             mailbox.try_push(numbered(2, n)).unwrap();
         }
         // Tag 2 from sender 1 first: the others read on the way wait.
         let mut got = Vec::new();
-        while let Ok(Received::Message(m)) = mailbox.try_take(1, 2, 1000) {
+        while let Ok(Received::Message(m)) = mailbox.try_take(1, 2, 4000) {
             got.push(number(&m));
         }
         assert_eq!(got, (0..200).filter(|n| n % 3 == 2).collect::<Vec<_>>());
         // Then the rest, from ANY: each sender's in order.
         let mut by_sender = [Vec::new(), Vec::new()];
-        while let Ok(Received::Message(m)) = mailbox.try_take(ANY, ANY, 1000) {
+        while let Ok(Received::Message(m)) = mailbox.try_take(ANY, ANY, 4000) {
             by_sender[m.src as usize - 1].push(number(&m));
         }
         assert_eq!(
@@ -881,7 +994,7 @@ mod tests {
         const EACH: u32 = 20_000;
         let mailbox = std::sync::Arc::new(Mailbox::new(Bounds {
             messages: 16,
-            bytes: 4096,
+            bytes: 8192,
         }));
         let senders: Vec<_> = (0..2)
             .map(|src| {
@@ -906,7 +1019,7 @@ mod tests {
         let mut next = [0u32; 2];
         let started = Instant::now();
         while next != [EACH; 2] {
-            match mailbox.try_take(ANY, ANY, 1000) {
+            match mailbox.try_take(ANY, ANY, 4000) {
                 Ok(Received::Message(m)) => {
                     let src = m.src as usize;
                     assert_eq!(number(&m), next[src]);
@@ -952,6 +1065,58 @@ mod tests {
         assert_eq!(first.src, 4);
         assert_eq!(&first.data.as_slice()[..4], &1u32.to_le_bytes());
         assert_eq!(&first.data.as_slice()[4..], &3u64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_receive_into_a_buffer_takes_from_the_ring_in_order_across_its_wraps() {
+        const COUNT: u32 = 20_000;
+        let mailbox = std::sync::Arc::new(Mailbox::new(Bounds {
+            messages: 64,
+            bytes: 1 << 20,
+        }));
+        let sender = {
+            let mailbox = mailbox.clone();
+            std::thread::spawn(move || {
+                for n in 0..COUNT {
+                    let message = numbered(3, n);
+                    let data = message.data.as_slice();
+                    let started = Instant::now();
+                    // Borrowed, as the ABI sends: into the ring when it fits.
+                    while let Err((_, error)) =
+                        mailbox.try_send(3, message.tag, Data::Borrowed(data))
+                    {
+                        assert!(matches!(error, MeshError::WouldBlock));
+                        assert!(started.elapsed() < Duration::from_secs(10));
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        let mut buf = vec![0; 4000];
+        let started = Instant::now();
+        let mut n = 0;
+        while n < COUNT {
+            // Now and then by tag (which sets the others aside), else any.
+            let tag = if n % 7 == 0 { (n % 3) as i32 } else { ANY };
+            match mailbox.try_take_into(3, tag, &mut buf) {
+                Ok(Delivered::Copied { src, tag, len, .. }) => {
+                    let got = Parcel {
+                        src,
+                        tag,
+                        data: Payload::Shared(Bytes::copy_from_slice(&buf[..len])),
+                    };
+                    assert_eq!(number(&got), n);
+                    assert_eq!(tag, (n % 3) as i32);
+                    n += 1;
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(MeshError::WouldBlock) => std::hint::spin_loop(),
+                Err(error) => panic!("{error}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{n}");
+        }
+        sender.join().unwrap();
+        assert_eq!(mailbox.depth(), (0, 0));
     }
 
     #[tokio::test]

@@ -39,7 +39,7 @@ pub mod collective;
 mod drive;
 pub mod job;
 mod join;
-mod lane;
+pub(crate) mod lane;
 pub mod mailbox;
 pub mod placement;
 pub mod pool;

@@ -1119,6 +1119,51 @@ mod tests {
         assert_eq!(mailbox.depth(), (0, 0));
     }
 
+    #[test]
+    fn a_receive_into_a_short_buffer_leaves_the_message_and_a_closed_box_drains() {
+        let mailbox = Mailbox::new(Bounds::default());
+        let send = |tag, data: &'static [u8]| mailbox.try_send(5, tag, Data::Borrowed(data));
+        send(1, b"hello").unwrap();
+        send(2, b"world!").unwrap();
+        let mut small = [0; 2];
+        assert!(matches!(
+            mailbox.try_take_into(5, ANY, &mut small),
+            Ok(Delivered::TooLong {
+                src: 5,
+                tag: 1,
+                len: 5
+            })
+        ));
+        // Still first in line, by tag or not.
+        let mut buf = [0; 16];
+        assert!(matches!(
+            mailbox.try_take_into(5, 1, &mut buf),
+            Ok(Delivered::Copied { tag: 1, len: 5, .. })
+        ));
+        assert_eq!(&buf[..5], b"hello");
+        // Closed: what is queued can still be taken, then nothing can.
+        mailbox.close(false);
+        assert!(matches!(send(3, b"late"), Err((_, MeshError::PeerGone))));
+        assert!(matches!(
+            mailbox.try_take_into(5, ANY, &mut buf),
+            Ok(Delivered::Copied { tag: 2, len: 6, .. })
+        ));
+        assert_eq!(&buf[..6], b"world!");
+        assert!(matches!(
+            mailbox.try_take_into(5, ANY, &mut buf),
+            Err(MeshError::PeerGone)
+        ));
+        // Closed and dropped: a message left in a ring is gone too.
+        let dropped = Mailbox::new(Bounds::default());
+        dropped.try_send(5, 0, Data::Borrowed(b"x")).unwrap();
+        dropped.close(true);
+        assert!(matches!(
+            dropped.try_take_into(5, ANY, &mut buf),
+            Err(MeshError::PeerGone)
+        ));
+        assert_eq!(dropped.depth(), (0, 0));
+    }
+
     #[tokio::test]
     async fn a_sender_waits_for_room_and_a_receiver_for_a_message() {
         let mailbox = std::sync::Arc::new(Mailbox::new(Bounds {

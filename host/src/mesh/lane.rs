@@ -208,7 +208,7 @@ struct Sent {
     /// Messages sent on the lane, ring and overflow, and their bytes.
     messages: AtomicU64,
     bytes: AtomicU64,
-    /// Ring slots written.
+    /// Ring cells written (a position: it only grows).
     head: AtomicU64,
     /// The receiver's `tail` and `consumed`, as last read.
     tail_seen: AtomicU64,
@@ -228,7 +228,7 @@ pub fn bump(counter: &AtomicU64, n: u64) -> u64 {
 /// What the receiver writes.
 #[derive(Debug, Default)]
 struct Taken {
-    /// Ring slots read.
+    /// Ring cells read (a position: it only grows).
     tail: AtomicU64,
     /// Messages taken (delivered), and their bytes: the sender's credit.
     consumed: AtomicU64,

@@ -632,7 +632,7 @@ impl Mailbox {
         }
         // First look again for a while (see `placement`): a peer on another
         // core usually answers within microseconds, sooner than a parked
-        // thread can be woken. A look reads the next slot of the lanes it
+        // thread can be woken. A look reads the next cell of the lanes it
         // may take from (its owner's lock is never contended); polling
         // registers nothing (the cancel token and the clock join in only
         // if it parks).

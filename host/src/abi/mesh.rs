@@ -19,7 +19,7 @@ use super::{guest_range, within};
 use crate::mesh::collective::{Call, Op, Type};
 use crate::mesh::job::Shared;
 use crate::mesh::lane::RING_MAX;
-use crate::mesh::mailbox::{Data, Delivered, Payload, Received};
+use crate::mesh::mailbox::{Data, Delivered, Payload};
 use crate::mesh::{Member, MeshError, placement};
 use crate::network::Wait;
 use crate::runtime::State;
@@ -171,6 +171,23 @@ fn length(len: i32) -> Result<usize, MeshError> {
     usize::try_from(len).map_err(|_| MeshError::Invalid(format!("length {len} is negative")))
 }
 
+/// What every message call starts with: `NOT_IN_MESH` outside a mesh and
+/// `INVALID_ARGUMENT` for a negative length (`Err`, the errno to answer);
+/// else the length and the caller's memory.
+fn opening(
+    caller: &mut Caller<'_, State>,
+    len: i32,
+) -> wasmtime::Result<Result<(usize, Memory), i32>> {
+    if caller.data().mesh.is_none() {
+        return Ok(Err(errno::NOT_IN_MESH));
+    }
+    let len = match length(len) {
+        Ok(len) => len,
+        Err(error) => return answer::<()>(Err(error)).map(Err),
+    };
+    Ok(Ok((len, memory(caller)?)))
+}
+
 /// The caller's exported memory: looked up by name on its first
 /// `weft:mesh` call, then kept in its [`Member`]. Traps when the guest
 /// exports none.
@@ -239,15 +256,11 @@ async fn send(
     len: i32,
     timeout: i64,
 ) -> Ret {
-    if caller.data().mesh.is_none() {
-        return Ok(errno::NOT_IN_MESH);
-    }
-    let len = match length(len) {
-        Ok(len) => len,
-        Err(error) => return answer::<()>(Err(error)),
+    let (len, memory) = match opening(&mut caller, len)? {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
     };
-    let memory = memory(&mut caller)?;
-    let member = caller.data().mesh.as_ref().expect("checked above");
+    let member = caller.data().mesh.as_ref().expect("checked by opening");
     // Refuse an oversized message before copying anything.
     if len > member.job.max_message() {
         guest_range(&caller, memory, ptr as u32, len)?;
@@ -264,16 +277,12 @@ async fn send(
 /// `send_now`: the fast path. Nothing is allocated for a message that
 /// fits a lane's ring: it goes from the guest's memory into the ring.
 fn send_now(mut caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i32) -> Ret {
-    if caller.data().mesh.is_none() {
-        return Ok(errno::NOT_IN_MESH);
-    }
-    let len = match length(len) {
-        Ok(len) => len,
-        Err(error) => return answer::<()>(Err(error)),
+    let (len, memory) = match opening(&mut caller, len)? {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
     };
-    let memory = memory(&mut caller)?;
     let (bytes, state) = memory.data_and_store_mut(&mut caller);
-    let member = state.mesh.as_ref().expect("checked above");
+    let member = state.mesh.as_ref().expect("checked by opening");
     let range = within(bytes.len(), ptr as u32, len)?;
     if len > member.job.max_message() {
         return Ok(errno::TOO_LARGE);
@@ -299,16 +308,12 @@ fn recv_now(
     out: i32,
     spin: bool,
 ) -> Ret {
-    if caller.data().mesh.is_none() {
-        return Ok(errno::NOT_IN_MESH);
-    }
-    let cap = match length(cap) {
-        Ok(cap) => cap,
-        Err(error) => return answer::<()>(Err(error)),
+    let (cap, memory) = match opening(&mut caller, cap)? {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
     };
-    let memory = memory(&mut caller)?;
     let (bytes, state) = memory.data_and_store_mut(&mut caller);
-    let member = state.mesh.as_ref().expect("checked above");
+    let member = state.mesh.as_ref().expect("checked by opening");
     // A bad pointer traps before any message is taken.
     let into = within(bytes.len(), ptr as u32, cap)?;
     let info_at = within(bytes.len(), out as u32, 12)?;
@@ -324,6 +329,13 @@ fn recv_now(
             received = found;
         }
     }
+    delivered(&mut bytes[info_at], job, received)
+}
+
+/// Ends a receive whose message (if any) is in the caller's buffer:
+/// writes `[src, tag, len]` to `info`, gives a message's buffer back to
+/// the job's pool, and answers.
+fn delivered(info: &mut [u8], job: &Shared, received: Result<Delivered, MeshError>) -> Ret {
     match received {
         Ok(Delivered::Copied {
             src,
@@ -331,14 +343,14 @@ fn recv_now(
             len,
             buffer,
         }) => {
-            bytes[info_at].copy_from_slice(&info(src, tag, len));
+            info.copy_from_slice(&info_bytes(src, tag, len));
             if let Some(buffer) = buffer {
                 job.pool().give(buffer);
             }
             Ok(errno::OK)
         }
         Ok(Delivered::TooLong { src, tag, len }) => {
-            bytes[info_at].copy_from_slice(&info(src, tag, len));
+            info.copy_from_slice(&info_bytes(src, tag, len));
             Ok(errno::TRUNCATED)
         }
         Err(error) => answer::<()>(Err(error)),
@@ -346,7 +358,7 @@ fn recv_now(
 }
 
 /// What `recv` writes at `out_info`: `[src, tag, len]`, little-endian.
-fn info(src: i32, tag: i32, len: usize) -> [u8; 12] {
+fn info_bytes(src: i32, tag: i32, len: usize) -> [u8; 12] {
     let mut info = [0u8; 12];
     info[..4].copy_from_slice(&(src as u32).to_le_bytes());
     info[4..8].copy_from_slice(&(tag as u32).to_le_bytes());
@@ -363,40 +375,27 @@ async fn recv(
     timeout: i64,
     out: i32,
 ) -> Ret {
-    if caller.data().mesh.is_none() {
-        return Ok(errno::NOT_IN_MESH);
-    }
-    let cap = match length(cap) {
-        Ok(cap) => cap,
-        Err(error) => return answer::<()>(Err(error)),
+    let (cap, memory) = match opening(&mut caller, cap)? {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
     };
     // A bad pointer traps before any message is taken.
-    let memory = memory(&mut caller)?;
     guest_range(&caller, memory, ptr as u32, cap)?;
     guest_range(&caller, memory, out as u32, 12)?;
     let received = {
-        let member = caller.data().mesh.as_ref().expect("checked above");
+        let member = caller.data().mesh.as_ref().expect("checked by opening");
         member
             .job
             .recv(member.rank, src, tag, cap, Wait::from_ms(timeout))
             .await
     };
-    match received {
-        Ok(Received::Message(parcel)) => {
-            write(&mut caller, memory, ptr, parcel.data.as_slice())?;
-            let info = info(parcel.src, parcel.tag, parcel.data.len());
-            if let Payload::Shared(data) = parcel.data {
-                let member = caller.data().mesh.as_ref().expect("checked above");
-                member.job.pool().give(data);
-            }
-            write(&mut caller, memory, out, &info)
-        }
-        Ok(Received::TooLong { src, tag, len }) => {
-            write(&mut caller, memory, out, &info(src, tag, len))?;
-            Ok(errno::TRUNCATED)
-        }
-        Err(error) => answer::<()>(Err(error)),
-    }
+    // The memory may have grown meanwhile, never shrunk.
+    let (bytes, state) = memory.data_and_store_mut(&mut caller);
+    let member = state.mesh.as_ref().expect("checked by opening");
+    let into = within(bytes.len(), ptr as u32, cap)?;
+    let info_at = within(bytes.len(), out as u32, 12)?;
+    let received = received.map(|r| Delivered::copy(r, &mut bytes[into]));
+    delivered(&mut bytes[info_at], &member.job, received)
 }
 
 fn root_of(root: i32) -> Result<u32, MeshError> {

@@ -322,7 +322,7 @@ impl Lane {
             }
         }
         let len = data.len();
-        if len <= RING_MAX && !self.overflow.busy.load(Ordering::Acquire) {
+        if len <= RING_MAX && !self.overflowing() {
             let head = sent.head.load(Ordering::Relaxed);
             let need = cells(len);
             // A message that would run past the ring's end starts it again.
@@ -383,7 +383,12 @@ impl Lane {
     /// Whether a message is waiting to be read off the lane (receiver).
     pub fn ready(&self) -> bool {
         let tail = self.taken.tail.load(Ordering::Relaxed);
-        self.published(tail) || self.overflow.busy.load(Ordering::Acquire)
+        self.published(tail) || self.overflowing()
+    }
+
+    /// Whether the overflow queue holds anything.
+    pub fn overflowing(&self) -> bool {
+        self.overflow.busy.load(Ordering::Acquire)
     }
 
     /// Whether the cell at `position` starts a published message.
@@ -444,7 +449,7 @@ impl Lane {
                 };
                 return Some(self.queued(tag, data, false));
             }
-            if !self.overflow.busy.load(Ordering::Acquire) {
+            if !self.overflowing() {
                 return None;
             }
             let mut queue = self.overflow.lock();

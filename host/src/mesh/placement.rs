@@ -107,30 +107,7 @@ pub fn idle() -> Idle {
 pub async fn before_parking<T>(mut look: impl FnMut() -> Option<T>, cancel: &Cancel) -> Option<T> {
     match idle() {
         Idle::Park => None,
-        Idle::Busy => {
-            let started = Instant::now();
-            loop {
-                // The clock is read once per 64 looks (a look that finds
-                // nothing is a load and a compare).
-                for _ in 0..64 {
-                    if let Some(answer) = look() {
-                        return Some(answer);
-                    }
-                    std::hint::spin_loop();
-                }
-                let waited = started.elapsed();
-                if cancel.is_cancelled() || waited >= BUSY {
-                    return None;
-                }
-                // Past the first microseconds, offer the core to another
-                // thread between looks: when something else took the
-                // other cores, the peer may be waiting for this one
-                // (with nothing else to run, this returns at once).
-                if waited >= TIGHT {
-                    std::thread::yield_now();
-                }
-            }
-        }
+        Idle::Busy => busy_poll(look, BUSY, || cancel.is_cancelled()),
         Idle::Yield => {
             let started = Instant::now();
             loop {
@@ -149,20 +126,40 @@ pub async fn before_parking<T>(mut look: impl FnMut() -> Option<T>, cancel: &Can
 /// Calls `look` in a tight loop for up to [`TIGHT`] when [`idle`] says
 /// [`Idle::Busy`] (at once `None` otherwise): the wait of a call that may
 /// not suspend the instance, before it falls back to one that can.
-pub fn spin<T>(mut look: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn spin<T>(look: impl FnMut() -> Option<T>) -> Option<T> {
     if idle() != Idle::Busy {
         return None;
     }
+    busy_poll(look, TIGHT, || false)
+}
+
+/// Calls `look` in a loop until it gives an answer, `limit` has passed or
+/// `stop()` says so (`None` then).
+fn busy_poll<T>(
+    mut look: impl FnMut() -> Option<T>,
+    limit: Duration,
+    stop: impl Fn() -> bool,
+) -> Option<T> {
     let started = Instant::now();
     loop {
+        // The clock is read once per 64 looks (a look that finds nothing
+        // is a load and a compare).
         for _ in 0..64 {
             if let Some(answer) = look() {
                 return Some(answer);
             }
             std::hint::spin_loop();
         }
-        if started.elapsed() >= TIGHT {
+        let waited = started.elapsed();
+        if stop() || waited >= limit {
             return None;
+        }
+        // Past the first microseconds, offer the core to another thread
+        // between looks: when something else took the other cores, the
+        // peer may be waiting for this one (with nothing else to run, this
+        // returns at once).
+        if waited >= TIGHT {
+            std::thread::yield_now();
         }
     }
 }

@@ -311,15 +311,21 @@ fn a_restarted_server_keeps_modules_and_does_not_recompile() {
         before,
         "artifacts were rewritten: something recompiled"
     );
-    let log = server.stderr();
-    assert!(
-        log.contains("loaded `hello` from the compiled-artifact cache"),
-        "{log}"
-    );
-    assert!(
-        log.contains("loaded `large` from the compiled-artifact cache"),
-        "{log}"
-    );
+    // The harness reads the server's stderr on a thread of its own: a line
+    // the server wrote may reach `stderr()` a moment after the response.
+    let wanted = [
+        "loaded `hello` from the compiled-artifact cache",
+        "loaded `large` from the compiled-artifact cache",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = server.stderr();
+    while !wanted.iter().all(|line| log.contains(line)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        log = server.stderr();
+    }
+    for line in wanted {
+        assert!(log.contains(line), "{log}");
+    }
 }
 
 #[test]

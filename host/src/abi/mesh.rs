@@ -282,19 +282,31 @@ fn send_now(mut caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i3
         Err(code) => return Ok(code),
     };
     let (bytes, state) = memory.data_and_store_mut(&mut caller);
-    let member = state.mesh.as_ref().expect("checked by opening");
+    let member = state.mesh.as_mut().expect("checked by opening");
     let range = within(bytes.len(), ptr as u32, len)?;
-    if len > member.job.max_message() {
+    let job = &member.job;
+    if len > job.max_message() {
         return Ok(errno::TOO_LARGE);
     }
-    let data = if len <= RING_MAX {
+    let mut data = if len <= RING_MAX {
         Data::Borrowed(&bytes[range])
     } else {
-        let mut buf = member.job.pool().take(len);
+        let mut buf = job.pool().take(len);
         buf.extend_from_slice(&bytes[range]);
         Data::Held(Payload::Shared(buf.into()))
     };
-    answer(member.job.try_send(member.rank, dst, tag, data))
+    let routes = &mut member.routes;
+    if let Some(route) = routes.to.as_ref().filter(|r| r.dst() == dst) {
+        match job.send_routed(member.rank, route, tag, data) {
+            Ok(()) => return Ok(errno::OK),
+            Err(back) => data = back,
+        }
+    }
+    let sent = job.try_send(member.rank, dst, tag, data);
+    if sent.is_ok() && routes.to.as_ref().is_none_or(|r| r.dst() != dst) {
+        routes.to = job.route(member.rank, dst);
+    }
+    answer(sent)
 }
 
 /// `recv_now`: the fast path. With `spin`, on a rank's own thread with a
@@ -313,23 +325,39 @@ fn recv_now(
         Err(code) => return Ok(code),
     };
     let (bytes, state) = memory.data_and_store_mut(&mut caller);
-    let member = state.mesh.as_ref().expect("checked by opening");
+    let member = state.mesh.as_mut().expect("checked by opening");
     // A bad pointer traps before any message is taken.
     let into = within(bytes.len(), ptr as u32, cap)?;
     let info_at = within(bytes.len(), out as u32, 12)?;
-    let job = &member.job;
-    let mut received = job.try_recv_into(member.rank, src, tag, &mut bytes[into.clone()]);
+    let (job, me) = (&member.job, member.rank);
+    let route = member.routes.from.as_ref().filter(|r| r.src() == src);
+    let mut look = || {
+        let out = &mut bytes[into.clone()];
+        match route.and_then(|route| job.recv_routed(me, route, tag, out)) {
+            Some(delivered) => Ok(delivered),
+            None => job.try_recv_into(me, src, tag, out),
+        }
+    };
+    let mut received = look();
     if spin && matches!(received, Err(MeshError::WouldBlock)) {
-        // A look that finds nothing takes no lock: see `try_take_into`.
+        // Between looks, watch the lane the message will come on, when it
+        // is known: a few loads.
         let looked = placement::spin(|| {
-            let found = job.try_recv_into(member.rank, src, tag, &mut bytes[into.clone()]);
+            if route.is_some_and(|route| !route.may_hold()) {
+                return None;
+            }
+            let found = look();
             (!matches!(found, Err(MeshError::WouldBlock))).then_some(found)
         });
         if let Some(found) = looked {
             received = found;
         }
     }
-    delivered(&mut bytes[info_at], job, received)
+    let routed = route.is_some();
+    if !routed && src >= 0 && received.is_ok() {
+        member.routes.from = member.job.route(src, me);
+    }
+    delivered(&mut bytes[info_at], &member.job, received)
 }
 
 /// Ends a receive whose message (if any) is in the caller's buffer:

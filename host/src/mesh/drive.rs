@@ -149,7 +149,7 @@ impl Starter<'_> {
         drop(net);
         if rank >= 0 {
             let slot = shared.rank(rank as usize).expect("placed before started");
-            *slot.state.lock().unwrap_or_else(|p| p.into_inner()) = RankState::Running;
+            slot.set_state(RankState::Running);
             if rank as u32 >= shared.initial {
                 self.output.joined(&Who {
                     rank,
@@ -158,11 +158,7 @@ impl Starter<'_> {
                 });
             }
         }
-        let member = Member {
-            job: shared.clone(),
-            rank,
-            memory: None,
-        };
+        let member = Member::new(shared.clone(), rank);
         let (runtime, module) = (self.runtime.clone(), module.clone());
         let id = instance.clone();
         let run = async move {
@@ -174,6 +170,8 @@ impl Starter<'_> {
             tasks.spawn(async move { (rank, placement::on_runtime(run).await) });
             return;
         }
+        // Its mailbox's senders need not fence: it polls before it parks.
+        shared.mailbox(rank).lighten();
         let name = if rank == PARENT {
             "weft-parent".to_owned()
         } else {
@@ -334,7 +332,7 @@ pub(super) async fn drive(
             continue;
         }
         let slot = shared.rank(rank as usize).expect("started");
-        *slot.state.lock().unwrap_or_else(|p| p.into_inner()) = state.clone();
+        slot.set_state(state.clone());
         slot.mailbox.close(true);
         let failed = !matches!(state, RankState::Exited { .. });
         let epoch = shared.collectives.depart(rank as u32, failed);

@@ -31,7 +31,7 @@ use super::mailbox::{Bounds, Data, Delivered, Mailbox, Message, Parcel, Payload,
 use super::status::Counters;
 use super::subnet::MeshNet;
 use super::traffic::Row;
-use super::{MeshError, MeshId};
+use super::{MeshError, MeshId, Route};
 use crate::network::{Network, Wait};
 use crate::runtime::stdio::StreamKind;
 use crate::runtime::{Cancel, InstanceId, Limits, LoadedModule, Runtime};
@@ -39,7 +39,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -192,9 +192,14 @@ impl Spec {
 pub(crate) struct RankSlot {
     pub(super) module: String,
     pub(super) instance: InstanceId,
-    pub(super) state: Mutex<RankState>,
+    state: Mutex<RankState>,
+    /// Whether `state` is past `Running`: read without the lock by every
+    /// receive that finds nothing from this rank (a spinning receive looks
+    /// many times a microsecond, and the lock's line is its mailbox's
+    /// neighbour).
+    ended: AtomicBool,
     pub(super) counters: Counters,
-    pub(super) mailbox: Mailbox,
+    pub(super) mailbox: Arc<Mailbox>,
     /// Its address on the mesh subnet.
     pub(super) addr: Option<Ipv4Addr>,
     /// Messages and bytes it sent, by destination.
@@ -214,8 +219,9 @@ impl RankSlot {
             module,
             instance,
             state: Mutex::new(RankState::Starting),
+            ended: AtomicBool::new(false),
             counters: Counters::default(),
-            mailbox: Mailbox::new(bounds),
+            mailbox: Arc::new(Mailbox::new(bounds)),
             addr,
             sent: Row::default(),
             started_ms: crate::activity::now_ms(),
@@ -224,6 +230,18 @@ impl RankSlot {
 
     pub(super) fn state(&self) -> RankState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn set_state(&self, state: RankState) {
+        let mut current = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ended = !matches!(state, RankState::Starting | RankState::Running);
+        *current = state;
+        self.ended.store(ended, Ordering::Release);
+    }
+
+    /// Whether it has exited or failed.
+    pub(super) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 }
 
@@ -241,7 +259,7 @@ pub(crate) struct Shared {
     /// How many the job started with.
     pub(super) initial: u32,
     /// The parent's inbox.
-    pub(super) parent_box: Mailbox,
+    pub(super) parent_box: Arc<Mailbox>,
     pub(super) has_parent: bool,
     pub(super) parent_counters: Counters,
     pub(super) parent_sent: Row,
@@ -300,7 +318,11 @@ impl Shared {
         }
     }
 
-    fn mailbox(&self, rank: i32) -> &Mailbox {
+    pub(super) fn mailbox(&self, rank: i32) -> &Mailbox {
+        self.mailbox_arc(rank)
+    }
+
+    fn mailbox_arc(&self, rank: i32) -> &Arc<Mailbox> {
         if rank == PARENT {
             &self.parent_box
         } else {
@@ -434,6 +456,59 @@ impl Shared {
         }
     }
 
+    /// The route from `src` to `dst`, once `src` has sent to `dst`.
+    pub(crate) fn route(&self, src: i32, dst: i32) -> Option<Route> {
+        if !matches!(self.check_peer(src, false), Ok(()))
+            || !matches!(self.check_peer(dst, false), Ok(()))
+        {
+            return None;
+        }
+        let mailbox = self.mailbox_arc(dst).clone();
+        let lane = mailbox.lane_of(src)?;
+        Some(Route { dst, mailbox, lane })
+    }
+
+    /// [`Shared::try_send`] from `src` along `route`, resolved before: the
+    /// usual case, a message that goes into the lane's ring now. Anything
+    /// else comes back for `try_send` to answer.
+    pub(crate) fn send_routed<'a>(
+        &self,
+        src: i32,
+        route: &Route,
+        tag: i32,
+        data: Data<'a>,
+    ) -> Result<(), Data<'a>> {
+        let len = data.len();
+        if self.cancel.is_cancelled() || tag < 0 || len > self.max_message {
+            return Err(data);
+        }
+        route.mailbox.send_on(&route.lane, tag, data)?;
+        self.count_sent(src, route.dst(), len as u64);
+        Ok(())
+    }
+
+    /// [`Shared::try_recv_into`] for `me` along `route`, resolved before:
+    /// the usual case, the lane's next message matching `tag` and in its
+    /// ring. `None` when `try_recv_into` must answer.
+    pub(crate) fn recv_routed(
+        &self,
+        me: i32,
+        route: &Route,
+        tag: i32,
+        out: &mut [u8],
+    ) -> Option<Delivered> {
+        if self.cancel.is_cancelled() {
+            return None;
+        }
+        let Ok(delivered) = route.mailbox.take_on(&route.lane, tag, out)? else {
+            return None;
+        };
+        if let Delivered::Copied { len, .. } = delivered {
+            self.count_one_received(me, len);
+        }
+        Some(delivered)
+    }
+
     /// `error`, or `Cancelled` when the job was stopped meanwhile: a peer
     /// that ended because of the stop is not this rank's failure.
     fn unless_cancelled(&self, error: MeshError) -> MeshError {
@@ -503,12 +578,7 @@ impl Shared {
 
     /// Whether rank `rank` has ended.
     pub(super) fn ended(&self, rank: usize) -> bool {
-        self.rank(rank).is_none_or(|slot| {
-            !matches!(
-                *slot.state.lock().unwrap_or_else(|p| p.into_inner()),
-                RankState::Starting | RankState::Running
-            )
-        })
+        self.rank(rank).is_none_or(RankSlot::ended)
     }
 
     /// A rank ended: receivers waiting for it look again.
@@ -617,15 +687,7 @@ impl Job {
 
     /// Ranks running now.
     pub fn running_ranks(&self) -> usize {
-        self.shared
-            .all_ranks()
-            .filter(|r| {
-                matches!(
-                    *r.state.lock().unwrap_or_else(|p| p.into_inner()),
-                    RankState::Running | RankState::Starting
-                )
-            })
-            .count()
+        self.shared.all_ranks().filter(|r| !r.ended()).count()
     }
 
     /// Its status.
@@ -789,7 +851,7 @@ pub fn start(
         ranks,
         count: AtomicU32::new(0),
         initial: size,
-        parent_box: Mailbox::new(spec.bounds),
+        parent_box: Arc::new(Mailbox::new(spec.bounds)),
         has_parent: !matches!(parent, Parent::None),
         parent_counters: Counters::default(),
         parent_sent: Row::default(),

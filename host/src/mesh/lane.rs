@@ -294,6 +294,11 @@ impl Lane {
         }
     }
 
+    /// The sender.
+    pub fn src(&self) -> i32 {
+        self.src
+    }
+
     fn cell(&self, position: u64) -> &Cell {
         &self.ring[(position % CELLS) as usize]
     }
@@ -308,46 +313,14 @@ impl Lane {
         messages: u64,
         admit: impl FnOnce(usize) -> bool,
     ) -> Result<(), (Data<'a>, Full)> {
-        let sent = &self.sent;
-        let count = sent.messages.load(Ordering::Relaxed);
-        if count - sent.consumed_seen.load(Ordering::Relaxed) >= messages {
-            let consumed = self.taken.consumed.load(Ordering::Acquire);
-            sent.consumed_seen.store(consumed, Ordering::Relaxed);
-            let queued = count - consumed;
-            if queued > sent.high_water.load(Ordering::Relaxed) {
-                sent.high_water.store(queued, Ordering::Relaxed);
-            }
-            if queued >= messages {
-                return Err((data, Full::Credit));
-            }
+        if !self.has_credit(messages) {
+            return Err((data, Full::Credit));
         }
+        let data = match self.push_ring(tag, data) {
+            Ok(()) => return Ok(()),
+            Err(data) => data,
+        };
         let len = data.len();
-        if len <= RING_MAX && !self.overflowing() {
-            let head = sent.head.load(Ordering::Relaxed);
-            let need = cells(len);
-            // A message that would run past the ring's end starts it again.
-            let skip = match CELLS - head % CELLS {
-                to_end if to_end < need => to_end,
-                _ => 0,
-            };
-            let fits = |tail: u64| head + skip + need - tail <= CELLS;
-            let mut tail = sent.tail_seen.load(Ordering::Relaxed);
-            if !fits(tail) {
-                tail = self.taken.tail.load(Ordering::Acquire);
-                sent.tail_seen.store(tail, Ordering::Relaxed);
-            }
-            if fits(tail) {
-                if skip > 0 {
-                    let cell = self.cell(head);
-                    cell.words[1].store(SKIP, Ordering::Relaxed);
-                    cell.words[0].store(head + 1, Ordering::Release);
-                }
-                self.write(head + skip, tag, data.as_slice());
-                sent.head.store(head + skip + need, Ordering::Relaxed);
-                self.count_sent(len);
-                return Ok(());
-            }
-        }
         let mut queue = self.overflow.lock();
         if !admit(len) {
             return Err((data, Full::Bytes));
@@ -355,6 +328,68 @@ impl Lane {
         queue.push_back((tag, data.hold()));
         self.overflow.busy.store(true, Ordering::Release);
         drop(queue);
+        self.count_sent(len);
+        Ok(())
+    }
+
+    /// [`Lane::push`] of a message that goes into the ring now; anything
+    /// else (no credit, too long for the ring, the ring full or the
+    /// overflow queue in use) comes back.
+    pub fn try_ring<'a>(&self, tag: i32, data: Data<'a>, messages: u64) -> Result<(), Data<'a>> {
+        if !self.has_credit(messages) {
+            return Err(data);
+        }
+        self.push_ring(tag, data)
+    }
+
+    /// Whether the sender has fewer than `messages` queued; it reads the
+    /// receiver's count only when its last reading says otherwise.
+    fn has_credit(&self, messages: u64) -> bool {
+        let sent = &self.sent;
+        let count = sent.messages.load(Ordering::Relaxed);
+        if count - sent.consumed_seen.load(Ordering::Relaxed) < messages {
+            return true;
+        }
+        let consumed = self.taken.consumed.load(Ordering::Acquire);
+        sent.consumed_seen.store(consumed, Ordering::Relaxed);
+        let queued = count - consumed;
+        if queued > sent.high_water.load(Ordering::Relaxed) {
+            sent.high_water.store(queued, Ordering::Relaxed);
+        }
+        queued < messages
+    }
+
+    /// Writes a message into the ring if it is short enough, the ring has
+    /// room and the overflow queue is empty; else gives it back.
+    fn push_ring<'a>(&self, tag: i32, data: Data<'a>) -> Result<(), Data<'a>> {
+        let len = data.len();
+        if len > RING_MAX || self.overflowing() {
+            return Err(data);
+        }
+        let sent = &self.sent;
+        let head = sent.head.load(Ordering::Relaxed);
+        let need = cells(len);
+        // A message that would run past the ring's end starts it again.
+        let skip = match CELLS - head % CELLS {
+            to_end if to_end < need => to_end,
+            _ => 0,
+        };
+        let fits = |tail: u64| head + skip + need - tail <= CELLS;
+        let mut tail = sent.tail_seen.load(Ordering::Relaxed);
+        if !fits(tail) {
+            tail = self.taken.tail.load(Ordering::Acquire);
+            sent.tail_seen.store(tail, Ordering::Relaxed);
+            if !fits(tail) {
+                return Err(data);
+            }
+        }
+        if skip > 0 {
+            let cell = self.cell(head);
+            cell.words[1].store(SKIP, Ordering::Relaxed);
+            cell.words[0].store(head + 1, Ordering::Release);
+        }
+        self.write(head + skip, tag, data.as_slice());
+        sent.head.store(head + skip + need, Ordering::Relaxed);
         self.count_sent(len);
         Ok(())
     }

@@ -143,4 +143,65 @@ pub struct Member {
     /// The instance's exported memory, once a `weft:mesh` call has looked
     /// it up (saves a lookup by name per message).
     pub(crate) memory: Option<wasmtime::Memory>,
+    /// The ways its last send and its last receive from a named rank
+    /// went, kept for the next.
+    pub(crate) routes: Routes,
+}
+
+impl Member {
+    pub(crate) fn new(job: Arc<job::Shared>, rank: i32) -> Member {
+        Member {
+            job,
+            rank,
+            memory: None,
+            routes: Routes::default(),
+        }
+    }
+}
+
+/// A way from one sender to one mailbox, resolved once: the mailbox and
+/// the sender's lane in it. With it, a message's path is a few loads, not
+/// a walk from the job through its ranks, their mailboxes and lanes. It
+/// stays valid for the job's life: mailboxes and lanes are never replaced
+/// (a closed mailbox says so when a message comes).
+#[derive(Debug)]
+pub(crate) struct Route {
+    dst: i32,
+    mailbox: Arc<Mailbox>,
+    lane: Arc<lane::Lane>,
+}
+
+impl Route {
+    /// The sender.
+    pub(crate) fn src(&self) -> i32 {
+        self.lane.src()
+    }
+
+    /// The mailbox's owner.
+    pub(crate) fn dst(&self) -> i32 {
+        self.dst
+    }
+
+    /// Whether the owner's receive from the sender may find something now
+    /// (a few loads: for a receive that spins).
+    pub(crate) fn may_hold(&self) -> bool {
+        self.mailbox.may_hold(&self.lane)
+    }
+}
+
+/// An instance's kept [`Route`]s. A clone starts empty (routes are for
+/// the instance's own message calls; a clone, for a call that waits, finds
+/// its own again).
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    /// To the rank it last sent to.
+    pub(crate) to: Option<Route>,
+    /// From the rank it last received from by name.
+    pub(crate) from: Option<Route>,
+}
+
+impl Clone for Routes {
+    fn clone(&self) -> Routes {
+        Routes::default()
+    }
 }

@@ -40,6 +40,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
+use wait::Light;
 use weft_abi::mesh::{ANY, MEMBERSHIP, PARENT};
 
 /// Membership events kept per mailbox; past it the oldest go.
@@ -183,6 +184,8 @@ pub struct Mailbox {
     room: Notify,
     /// Senders parked on `room`.
     senders: AtomicUsize,
+    /// Whether wakers skip their fence (see [`Light`]).
+    light: Light,
     /// How many messages the owner has set aside (`Consumer::unexpected`):
     /// written under its lock, read without.
     set_aside: AtomicUsize,
@@ -209,6 +212,7 @@ impl Mailbox {
             events: Mutex::new(VecDeque::new()),
             events_arrived: AtomicU64::new(0),
             set_aside: AtomicUsize::new(0),
+            light: Light::default(),
             consumer: Padded::default(),
         }
     }
@@ -235,6 +239,11 @@ impl Mailbox {
     fn lane(&self, src: i32) -> Option<&Arc<Lane>> {
         let (chunk, index) = Self::place(src).ok()?;
         self.lanes[chunk].get()?[index].get()
+    }
+
+    /// `src`'s lane, if it has sent here, to keep.
+    pub fn lane_of(&self, src: i32) -> Option<Arc<Lane>> {
+        self.lane(src).cloned()
     }
 
     /// `src`'s lane, made on its first message.
@@ -268,6 +277,16 @@ impl Mailbox {
             .collect();
         consumer.lanes_seen = made;
         true
+    }
+
+    /// Lets the mailbox's wakers skip their fence, where the process can
+    /// issue the barrier that then orders its waiters (see [`Light`]): for
+    /// an owner on a thread of its own, called before it starts.
+    pub fn lighten(&self) {
+        if self.light.turn_on() {
+            self.room.notify_waiters();
+            self.arrived.notify_waiters();
+        }
     }
 
     /// Wakes a waiting receiver to look again (a sender has ended).

@@ -52,34 +52,54 @@ impl Mailbox {
                 .take_event(src, out.len())
                 .map(|r| Delivered::copy(r, out));
         }
-        // The usual case: nothing set aside (so the lane's next message is
-        // the oldest from `src`), and that message is in the ring. Without
-        // a lock: the owner alone reads the lane.
         if src != ANY
-            && self.set_aside.load(Ordering::Relaxed) == 0
-            && !self.dropped.load(Ordering::Acquire)
             && let Some(lane) = self.lane(src)
+            && let Some(looked) = self.take_on(lane, tag, out)
         {
-            match lane.peek() {
-                Some((found, len)) if (tag == ANY || tag == found) && len <= out.len() => {
-                    lane.take_into(&mut out[..len]);
-                    lane.consumed(len);
-                    wake(&self.room, &self.senders);
-                    return Ok(Delivered::Copied {
-                        src,
-                        tag: found,
-                        len,
-                        buffer: None,
-                    });
-                }
-                // Nothing in the ring, nor behind it.
-                None if !lane.overflowing() => return self.nothing(),
-                _ => {}
-            }
+            return looked;
         }
         let cap = out.len();
         self.take_from(&mut self.consumer(), src, tag, cap)
             .map(|r| Delivered::copy(r, out))
+    }
+
+    /// The owner's receive (see [`Mailbox::try_take_into`]) of a message
+    /// with `tag` from `lane`'s sender, in the usual case: nothing set
+    /// aside (so the lane's next message is the oldest from its sender),
+    /// and that message in the ring. Takes no lock (the owner alone reads
+    /// the lane). `None` when the full receive must look further.
+    pub fn take_on(
+        &self,
+        lane: &Lane,
+        tag: i32,
+        out: &mut [u8],
+    ) -> Option<Result<Delivered, MeshError>> {
+        if self.set_aside.load(Ordering::Relaxed) != 0 || self.dropped.load(Ordering::Acquire) {
+            return None;
+        }
+        match lane.peek() {
+            Some((found, len)) if (tag == ANY || tag == found) && len <= out.len() => {
+                lane.take_into(&mut out[..len]);
+                lane.consumed(len);
+                wake(&self.room, &self.senders, &self.light);
+                Some(Ok(Delivered::Copied {
+                    src: lane.src(),
+                    tag: found,
+                    len,
+                    buffer: None,
+                }))
+            }
+            // Nothing in the ring, nor behind it.
+            None if !lane.overflowing() => Some(self.nothing()),
+            _ => None,
+        }
+    }
+
+    /// Whether the owner's receive from `lane`'s sender may find
+    /// something now (a look that costs a few loads, for a receive that
+    /// spins): a message on the lane, or some set aside.
+    pub fn may_hold(&self, lane: &Lane) -> bool {
+        self.set_aside.load(Ordering::Relaxed) != 0 || lane.ready()
     }
 
     fn take_event(&self, src: i32, cap: usize) -> Result<Received, MeshError> {
@@ -202,7 +222,7 @@ impl Mailbox {
         if counted {
             self.overflow_bytes.fetch_sub(len, Ordering::AcqRel);
         }
-        wake(&self.room, &self.senders);
+        wake(&self.room, &self.senders, &self.light);
         Received::Message(parcel)
     }
 
@@ -289,6 +309,7 @@ impl Mailbox {
                 tokio::pin!(arrived);
                 arrived.as_mut().enable();
                 parked.get_or_insert_with(|| Parked::on(&self.receivers));
+                self.light.before_look();
                 match self.try_take(src, tag, cap) {
                     Err(MeshError::WouldBlock) if gone() => return Err(MeshError::PeerGone),
                     Err(MeshError::WouldBlock) => {}

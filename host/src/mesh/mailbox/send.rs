@@ -3,7 +3,7 @@
 
 use super::wait::{Parked, waiting, wake};
 use super::{Data, MAX_EVENTS, Mailbox, Message, Parcel};
-use crate::mesh::lane::Full;
+use crate::mesh::lane::{Full, Lane};
 use crate::mesh::{MeshError, placement};
 use crate::network::Wait;
 use crate::runtime::Cancel;
@@ -44,14 +44,31 @@ impl Mailbox {
             }
             fits
         };
-        let messages = self.bounds.messages.max(1) as u64;
-        match lane.push(tag, data, messages, admit) {
+        match lane.push(tag, data, self.messages(), admit) {
             Ok(()) => {
-                wake(&self.arrived, &self.receivers);
+                wake(&self.arrived, &self.receivers, &self.light);
                 Ok(())
             }
             Err((data, Full::Credit | Full::Bytes)) => Err((data, MeshError::WouldBlock)),
         }
+    }
+
+    /// [`Mailbox::try_send`] on `lane`, the sender's lane here, resolved
+    /// before: only a message that goes into the lane's ring now. Anything
+    /// else (the mailbox closed, no room, a long message, the overflow
+    /// queue in use) comes back for `try_send` to decide.
+    pub fn send_on<'a>(&self, lane: &Lane, tag: i32, data: Data<'a>) -> Result<(), Data<'a>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(data);
+        }
+        lane.try_ring(tag, data, self.messages())?;
+        wake(&self.arrived, &self.receivers, &self.light);
+        Ok(())
+    }
+
+    /// Messages a sender may have queued here.
+    fn messages(&self) -> u64 {
+        self.bounds.messages.max(1) as u64
     }
 
     /// Queues `message`, waiting for room per `wait`; a fired `cancel` ends
@@ -113,6 +130,7 @@ impl Mailbox {
                 tokio::pin!(room);
                 room.as_mut().enable();
                 parked.get_or_insert_with(|| Parked::on(&self.senders));
+                self.light.before_look();
                 match self.try_push(message) {
                     Ok(()) => return Ok(()),
                     Err((back, MeshError::WouldBlock)) => message = back,
@@ -137,6 +155,6 @@ impl Mailbox {
         events.push_back(event);
         self.events_arrived.fetch_add(1, Ordering::Release);
         drop(events);
-        wake(&self.arrived, &self.receivers);
+        wake(&self.arrived, &self.receivers, &self.light);
     }
 }

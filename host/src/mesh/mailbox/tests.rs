@@ -2,6 +2,7 @@
 //! messages, and its waiting, closing and receiving into a buffer.
 
 use super::*;
+use crate::mesh::lane::RING_MAX;
 use crate::network::Wait;
 use crate::runtime::Cancel;
 use std::time::{Duration, Instant};
@@ -362,4 +363,131 @@ async fn a_sender_waits_for_room_and_a_receiver_for_a_message() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     cancel.cancel();
     assert!(matches!(waiting.await.unwrap(), Err(MeshError::Cancelled)));
+}
+
+#[test]
+fn a_kept_lane_carries_only_what_fits_its_ring_now() {
+    let mailbox = Mailbox::new(Bounds {
+        messages: 2,
+        bytes: 1 << 20,
+    });
+    let mut out = [0; 2048];
+    // No lane before the first message; the first one makes it.
+    assert!(mailbox.lane_of(4).is_none());
+    mailbox.try_send(4, 1, Data::Borrowed(b"one")).unwrap();
+    let lane = mailbox.lane_of(4).expect("made by the first message");
+    assert!(mailbox.send_on(&lane, 2, Data::Borrowed(b"two")).is_ok());
+    // Out of credit: it comes back, and so does the full path's answer.
+    let back = mailbox.send_on(&lane, 3, Data::Borrowed(b"three"));
+    assert!(matches!(back, Err(Data::Borrowed(b"three"))));
+    // A receive for another tag looks further (it sets aside).
+    assert!(mailbox.take_on(&lane, 2, &mut out).is_none());
+    assert!(matches!(
+        mailbox.take_on(&lane, 1, &mut out),
+        Some(Ok(Delivered::Copied {
+            src: 4,
+            tag: 1,
+            len: 3,
+            ..
+        }))
+    ));
+    assert_eq!(&out[..3], b"one");
+    // Longer than the ring takes: the full path queues it after "two".
+    let long = vec![9; RING_MAX + 1];
+    assert!(mailbox.send_on(&lane, 5, Data::Borrowed(&long)).is_err());
+    mailbox.try_send(4, 5, Data::Borrowed(&long)).unwrap();
+    // While the overflow queue holds it, nothing goes into the ring.
+    assert!(mailbox.send_on(&lane, 6, Data::Borrowed(b"six")).is_err());
+    let taken = mailbox.try_take_into(4, ANY, &mut out);
+    assert!(matches!(
+        taken,
+        Ok(Delivered::Copied { tag: 2, len: 3, .. })
+    ));
+    let taken = mailbox.try_take_into(4, ANY, &mut out);
+    assert!(matches!(taken, Ok(Delivered::Copied { tag: 5, len, .. }) if len == long.len()));
+    // Empty: the kept lane's receive answers for itself.
+    assert!(matches!(
+        mailbox.take_on(&lane, ANY, &mut out),
+        Some(Err(MeshError::WouldBlock))
+    ));
+    // Closed, it takes nothing more.
+    mailbox.close(false);
+    assert!(mailbox.send_on(&lane, 7, Data::Borrowed(b"seven")).is_err());
+    assert!(matches!(
+        mailbox.try_send(4, 7, Data::Borrowed(b"seven")),
+        Err((_, MeshError::PeerGone))
+    ));
+}
+
+/// With wakers that skip their fence (`lighten`), parked waiters are
+/// still woken. Two threads trade messages through two mailboxes that
+/// hold one message per sender, each side now and then slower than the
+/// other polls, so that receivers and senders both park (thousands of
+/// times); a wait that is never woken ends in `TimedOut`. The ordering
+/// argument itself is in `wait.rs`: its race is nanoseconds wide, and no
+/// test here would hit it reliably.
+#[test]
+fn lightened_mailboxes_still_wake_parked_senders_and_receivers() {
+    const ROUNDS: u32 = 1_500;
+    let boxes: [Arc<Mailbox>; 2] = std::array::from_fn(|_| {
+        Arc::new(Mailbox::new(Bounds {
+            messages: 1,
+            bytes: 1 << 20,
+        }))
+    });
+    for mailbox in &boxes {
+        mailbox.lighten();
+    }
+    let side = |me: usize| {
+        let boxes = boxes.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let cancel = Cancel::new();
+                let wait = Wait::For(Duration::from_secs(5));
+                let send = async |n: u32| {
+                    for k in 0..2 {
+                        let message = numbered(me as i32, 2 * n + k);
+                        let sent = boxes[1 - me].push(message, wait, &cancel).await;
+                        sent.unwrap_or_else(|e| panic!("side {me}, round {n}: {e}"));
+                    }
+                };
+                let receive = async |n: u32| {
+                    for k in 0..2 {
+                        let got = boxes[me]
+                            .take(ANY, ANY, 4096, wait, &cancel, || false)
+                            .await
+                            .unwrap_or_else(|e| panic!("side {me}, round {n}: {e}"));
+                        let Received::Message(got) = got else {
+                            panic!("{got:?}")
+                        };
+                        assert_eq!(number(&got), 2 * n + k);
+                    }
+                };
+                for n in 0..ROUNDS {
+                    // Slower than the other side's polling now and then.
+                    if n % 3 == me as u32 {
+                        let started = Instant::now();
+                        while started.elapsed() < Duration::from_micros(60) {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    if me == 0 {
+                        send(n).await;
+                        receive(n).await;
+                    } else {
+                        receive(n).await;
+                        send(n).await;
+                    }
+                }
+            })
+        })
+    };
+    let sides = [side(0), side(1)];
+    for side in sides {
+        side.join().unwrap();
+    }
 }

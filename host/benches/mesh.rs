@@ -6,19 +6,26 @@
 //! floor), `memcpy` bandwidth (with both buffers in cache, and cycling
 //! through as much memory as the messages in flight, as the mesh's copies
 //! do), a native transport with the same two copies (two threads handing
-//! buffers over a channel), and, when `mpicc` and `mpirun` are on the
-//! PATH, Open MPI's shared-memory transport running the same ping-pong in
-//! C. Round trips are the median of nine rounds up to 1 KiB (three past
-//! it), weft and Open MPI in turn; "vs MPI" is the median of the rounds'
+//! buffers over a channel), the same ping-pong through weft's mailboxes
+//! between two native threads placed as ranks are ("no wasm": the
+//! transport without the sandbox's calls into the host, for messages
+//! that travel in a lane's ring), and, when
+//! `mpicc` and `mpirun` are on the PATH, Open MPI's shared-memory
+//! transport running the same ping-pong in C. Round trips are the median
+//! of nine rounds up to 1 KiB (three past it), weft, its mailboxes alone
+//! and Open MPI in turn; "vs MPI" is the median of the rounds'
 //! ratios. Prints ratios; never passes or fails on absolute numbers.
 //!
 //! Run: `make bench` (or build `examples/` and `cargo bench -p weft-host --bench mesh`).
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Instant;
 use weft::mesh::job::{self, Group, Parent, Spec};
+use weft::mesh::mailbox::{Bounds, Data, Delivered, Mailbox};
+use weft::mesh::placement;
 use weft::runtime::{LoadedModule, Runtime, RuntimeConfig};
 
 const SIZES: [usize; 10] = [
@@ -104,6 +111,66 @@ fn native_pingpong(size: usize, iters: u64) -> f64 {
     drop(to_peer);
     peer.join().unwrap();
     rtt * 1e6
+}
+
+/// Round trip through weft's own mailboxes between two threads placed as
+/// ranks are (pinned, each on a CPU of its own), with the calls the ABI's
+/// `send_now` and `recv_now` make, and no WebAssembly: what the transport
+/// costs without the sandbox's two calls into the host per message.
+fn lanes_pingpong(runtime: &tokio::runtime::Runtime, size: usize, iters: u64) -> f64 {
+    let boxes: [Arc<Mailbox>; 2] = std::array::from_fn(|_| {
+        let mailbox = Mailbox::new(Bounds::default());
+        mailbox.lighten();
+        Arc::new(mailbox)
+    });
+    let side = |me: usize| {
+        let boxes = boxes.clone();
+        async move {
+            let (mine, theirs) = (&boxes[me], &boxes[1 - me]);
+            let message = vec![7u8; size];
+            let mut buf = vec![0u8; size];
+            let send = || {
+                while theirs
+                    .try_send(me as i32, 0, Data::Borrowed(&message))
+                    .is_err()
+                {
+                    std::hint::spin_loop();
+                }
+            };
+            let recv = |buf: &mut [u8]| {
+                while !matches!(
+                    mine.try_take_into(1 - me as i32, 0, buf),
+                    Ok(Delivered::Copied { .. })
+                ) {
+                    std::hint::spin_loop();
+                }
+            };
+            let mut started = Instant::now();
+            for n in 0..iters + 100 {
+                if n == 100 {
+                    started = Instant::now();
+                }
+                if me == 0 {
+                    send();
+                    recv(&mut buf);
+                } else {
+                    recv(&mut buf);
+                    send();
+                }
+            }
+            started.elapsed().as_secs_f64() / iters as f64 * 1e6
+        }
+    };
+    let handle = runtime.handle();
+    let ends = [0, 1].map(|me| {
+        placement::on_own_thread(format!("lanes-{me}"), handle.clone(), side(me)).expect("a thread")
+    });
+    let [first, second] = ends;
+    runtime.block_on(async {
+        let rtt = first.await;
+        second.await;
+        rtt
+    })
 }
 
 /// `memcpy` bandwidth for 1 MiB copies, in MB/s: from one source into
@@ -292,8 +359,8 @@ fn main() {
 
     println!("mesh ping-pong round trip, 2 ranks (µs; lower is better)");
     println!(
-        "{:>8} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "size", "weft mesh", "threads", "Open MPI", "vs thr", "vs MPI"
+        "{:>8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>12}",
+        "size", "weft mesh", "no wasm", "threads", "Open MPI", "vs thr", "vs MPI", "no wasm/MPI"
     );
     for size in SIZES {
         let iters = iterations(size);
@@ -302,8 +369,10 @@ fn main() {
         // round, and one slow round moves neither median. The ratio is the
         // median of each round's, whose two sides ran a moment apart.
         let mut ours = Vec::new();
+        let mut bare = Vec::new();
         let mut theirs = Vec::new();
         let mut ratios = Vec::new();
+        let mut bare_ratios = Vec::new();
         for _ in 0..rounds(size) {
             let rtt = tokio.block_on(measure(
                 &runtime,
@@ -312,23 +381,33 @@ fn main() {
                 &args(&[&"pingpong", &size, &iters]),
                 "rtt_us=",
             ));
+            // Messages that travel in a lane's ring: the path this
+            // isolates (longer ones add an allocation the ABI avoids).
+            let bare_rtt = (size <= 1024).then(|| lanes_pingpong(&tokio, size, iters));
             ours.push(rtt);
+            bare.extend(bare_rtt);
             if let Some(mpi_rtt) = mpi.as_ref().and_then(|m| m.pingpong(size, iters)) {
                 theirs.push(mpi_rtt);
                 ratios.push(rtt / mpi_rtt);
+                bare_ratios.extend(bare_rtt.map(|bare| bare / mpi_rtt));
             }
         }
         let ours = median(&mut ours).expect("a round");
+        let bare = median(&mut bare).map_or("-".into(), |v| format!("{v:.2}"));
         let mpi_rtt = median(&mut theirs);
         let native = native_pingpong(size, iters);
+        let ratio =
+            |ratios: &mut Vec<f64>| median(ratios).map_or("-".into(), |v| format!("{v:.2}x"));
         println!(
-            "{:>8} {:>12.2} {:>12.2} {:>12} {:>9.2}x {:>10}",
+            "{:>8} {:>12.2} {:>12} {:>12.2} {:>12} {:>9.2}x {:>10} {:>12}",
             human(size),
             ours,
+            bare,
             native,
             mpi_rtt.map_or("-".into(), |v| format!("{v:.2}")),
             ours / native,
-            median(&mut ratios).map_or("-".into(), |v| format!("{v:.2}x")),
+            ratio(&mut ratios),
+            ratio(&mut bare_ratios),
         );
     }
     if mpi.is_none() {

@@ -70,6 +70,14 @@ fn guest(body: &str) -> String {
               (br_if $again (i32.eq (local.get $r) (i32.const {would_block}))))
             (call $ok (local.get $r))
             (if (i32.ne (i32.load (i32.const 64)) (local.get $n)) (then unreachable)))
+          ;; The same as the SDK takes it: the plain call once, then, on
+          ;; WOULD_BLOCK, the call that can wait.
+          (func $get (param $src i32) (param $n i32) (local $r i32)
+            (local.set $r (call $recv_now (local.get $src) (i32.const 0) (i32.const 64) (i32.const 8) (i32.const 128) (i32.const 1)))
+            (if (i32.eq (local.get $r) (i32.const {would_block}))
+              (then (local.set $r (call $recv (local.get $src) (i32.const 0) (i32.const 64) (i32.const 8) (i64.const -1) (i32.const 128)))))
+            (call $ok (local.get $r))
+            (if (i32.ne (i32.load (i32.const 64)) (local.get $n)) (then unreachable)))
           (func (export "_start") (local $i i32)
             (call $ok (call $rank_of (i32.const 0)))
             (global.set $rank (i32.load (i32.const 0)))
@@ -94,6 +102,38 @@ fn plain_pingpong(n: u32) -> String {
                  (call $ok (call $send_now (i32.const 0) (i32.const 0) (i32.const 16) (i32.const 8)))))
              (local.set $i (i32.add (local.get $i) (i32.const 1)))
              (br_if $next (i32.lt_u (local.get $i) (i32.const {n}))))"#
+    ))
+}
+
+/// Rank 0 trades `n` rounds with ranks 1 and 2 in turn, with the plain
+/// calls, so the routes it keeps (of its last send, of its last receive)
+/// change at every message; then ranks 1 and 2 end, and rank 0 sends to
+/// rank 2, along the route it kept, until the answer is `PEER_GONE`.
+/// (Three ranks on two cores run as tasks: each waits as the SDK does,
+/// with the call that can suspend after the plain one.)
+fn two_peers(n: u32) -> String {
+    guest(&format!(
+        r#"(if (i32.eqz (global.get $rank))
+             (then
+               (loop $next
+                 (i32.store (i32.const 16) (local.get $i))
+                 (call $ok (call $send_now (i32.const 1) (i32.const 0) (i32.const 16) (i32.const 8)))
+                 (call $ok (call $send_now (i32.const 2) (i32.const 0) (i32.const 16) (i32.const 8)))
+                 (call $get (i32.const 1) (local.get $i))
+                 (call $get (i32.const 2) (local.get $i))
+                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                 (br_if $next (i32.lt_u (local.get $i) (i32.const {n}))))
+               (loop $gone
+                 (br_if $gone (i32.ne
+                   (call $send_now (i32.const 2) (i32.const 0) (i32.const 16) (i32.const 8))
+                   (i32.const {peer_gone})))))
+             (else
+               (loop $next
+                 (call $get (i32.const 0) (local.get $i))
+                 (call $ok (call $send_now (i32.const 0) (i32.const 0) (i32.const 64) (i32.const 8)))
+                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                 (br_if $next (i32.lt_u (local.get $i) (i32.const {n}))))))"#,
+        peer_gone = errno::PEER_GONE,
     ))
 }
 
@@ -222,6 +262,30 @@ fn mesh_the_plain_calls_carry_messages_in_order_and_trap_on_a_bad_pointer() {
             "{state:?} {report:?}"
         );
         assert_eq!(rank_threads(), 0);
+    });
+}
+
+#[test]
+fn mesh_kept_routes_follow_each_peer_and_see_one_end() {
+    serial(async {
+        let runtime = runtime();
+        let (job, _) =
+            job::start(&runtime, spec(&runtime, &two_peers(5_000), 3), Parent::None).unwrap();
+        let report = job.wait().await;
+        assert_eq!(report.status, "ok", "{report:?}");
+        let status = job.status();
+        for peer in [1, 2] {
+            assert_eq!(status.ranks[peer].traffic.received_messages, 5_000);
+            assert_eq!(status.ranks[peer].traffic.sent_messages, 5_000);
+        }
+        assert_eq!(status.ranks[0].traffic.received_messages, 10_000);
+        assert!(
+            status
+                .ranks
+                .iter()
+                .all(|r| matches!(r.state, RankState::Exited { exit_code: 0 })),
+            "{status:?}"
+        );
     });
 }
 

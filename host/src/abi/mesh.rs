@@ -330,7 +330,11 @@ fn recv_now(
     let into = within(bytes.len(), ptr as u32, cap)?;
     let info_at = within(bytes.len(), out as u32, 12)?;
     let (job, me) = (&member.job, member.rank);
-    let route = member.routes.from.as_ref().filter(|r| r.src() == src);
+    // Membership events do not travel in lanes.
+    let route = (tag != MEMBERSHIP)
+        .then_some(member.routes.from.as_ref())
+        .flatten()
+        .filter(|r| r.src() == src);
     let mut look = || {
         let out = &mut bytes[into.clone()];
         match route.and_then(|route| job.recv_routed(me, route, tag, out)) {
@@ -354,7 +358,7 @@ fn recv_now(
         }
     }
     let routed = route.is_some();
-    if !routed && src >= 0 && received.is_ok() {
+    if !routed && src >= 0 && tag != MEMBERSHIP && received.is_ok() {
         member.routes.from = member.job.route(src, me);
     }
     delivered(&mut bytes[info_at], &member.job, received)

@@ -45,12 +45,16 @@ impl Drop for Parked<'_> {
 }
 
 /// Whether a mailbox's wakers skip their fence, leaving the ordering to
-/// its waiters' process-wide barrier. A waiter parks rarely (a rank on a
-/// thread of its own polls for 50 µs first) and a message is sent all the
-/// time: the fence cost a round trip 5–10%. Off for a mailbox whose owner
-/// runs as a task (it parks at once, and the barrier, an interrupt of
-/// every core running the process, would be paid on every wait), and
-/// where the kernel has no `membarrier`.
+/// its waiters' process-wide barrier (Linux `membarrier`, about 1 µs: it
+/// interrupts every other core running the process). A waiter parks
+/// rarely (a rank on a thread of its own polls for 50 µs first) and a
+/// message is sent all the time: the fence cost a round trip 5–10%. Off
+/// for a mailbox whose owner runs as a task (it parks at once, and would
+/// pay the barrier on every wait), and where the kernel has no
+/// `membarrier`. A rank on its own thread parks at once too while ranks
+/// outnumber the cores (a job started later runs its ranks as tasks); it
+/// then pays the barrier on each wait, beside the tens of microseconds a
+/// parked thread's wake-up takes.
 ///
 /// Turned on once, before the owner starts, and every waiter woken then:
 /// a waiter reads it after it starts listening and before each look, so a

@@ -24,7 +24,6 @@
 //! view says the ring or its credit is full.
 
 use bytes::Bytes;
-use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -158,96 +157,48 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// One cell of a ring: a cache line. Its first word is a stamp: in the
-/// first cell of a message, the message's position in the ring (counted
-/// in cells from the lane's start) plus one, written last, which publishes
-/// the message; in a further cell, zero. The rest, its body, holds the
-/// message's tag (low half) and length (high half) and then 48 bytes in a
-/// first cell, 56 bytes in a further one. Every cell starts with a stamp
-/// or a zero, never with bytes, so a stale cell can never pass for a
-/// message.
-///
-/// Who touches a body, and when: the sender writes the bodies of a
-/// message's cells before it stamps the first (`Release`), and only in
-/// cells the receiver has given back (its `tail`, read with `Acquire`, has
-/// passed them); the receiver reads them only after it has seen that stamp
-/// (`Acquire`), and gives them back after. Every write of a body happens
-/// before every read of it, and every read before the next write, so the
-/// body needs no atomics and is copied as plain memory. That takes one
-/// sender per lane and one receiver per mailbox at a time, as the module's
-/// notes say. Only the stamp is read while it may be written (the receiver
-/// polls it): it is atomic.
-#[repr(C, align(64))]
+/// One cell of a ring: a cache line of words. The first cell of a message
+/// holds its stamp (its position in the ring, counted in cells from the
+/// lane's start, plus one: written last, it publishes the message), its
+/// tag (low half) and length (high half), then bytes; a further cell holds
+/// a zero, then bytes. Every cell starts with a stamp or a zero, never
+/// with bytes, so a stale cell can never pass for a message.
+#[derive(Debug, Default)]
+#[repr(align(64))]
 struct Cell {
-    stamp: AtomicU64,
-    body: UnsafeCell<[u8; BODY]>,
+    words: [AtomicU64; 8],
 }
 
-/// The bytes of a cell after its stamp.
-const BODY: usize = 56;
-
-// SAFETY: the body is written and read only as the type's notes say, each
-// write ordered before each read by the stamp and the receiver's tail.
-#[allow(unsafe_code)]
-unsafe impl Sync for Cell {}
-
-impl Default for Cell {
-    fn default() -> Cell {
-        Cell {
-            stamp: AtomicU64::new(0),
-            body: UnsafeCell::new([0; BODY]),
-        }
+/// Stores `bytes` (8 per word, the last word zero-padded).
+fn store(words: &[AtomicU64], bytes: &[u8]) {
+    let whole = bytes.chunks_exact(8);
+    let last = whole.remainder();
+    let mut words = words.iter();
+    // The bytes first: `zip` asks its first iterator first.
+    for (chunk, word) in whole.zip(words.by_ref()) {
+        let chunk: [u8; 8] = chunk.try_into().expect("8 bytes");
+        word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
     }
-}
-
-impl std::fmt::Debug for Cell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cell").field("stamp", &self.stamp).finish()
+    if !last.is_empty() {
+        let mut padded = [0; 8];
+        padded[..last.len()].copy_from_slice(last);
+        let word = words.next().expect("a word for the last bytes");
+        word.store(u64::from_le_bytes(padded), Ordering::Relaxed);
     }
 }
 
-impl Cell {
-    /// Copies `bytes` into the body from `offset` (the sender, in a cell
-    /// given back).
-    #[allow(unsafe_code)]
-    fn write(&self, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= BODY, "past the cell's body");
-        // SAFETY: in bounds (asserted), and no read of this body runs
-        // meanwhile (see `Cell`); `bytes` is not in the ring.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.body.get().cast::<u8>().add(offset),
-                bytes.len(),
-            );
-        }
+/// Loads `out.len()` bytes stored by [`store`].
+fn load(words: &[AtomicU64], out: &mut [u8]) {
+    let mut whole = out.chunks_exact_mut(8);
+    let mut words = words.iter();
+    for (chunk, word) in whole.by_ref().zip(words.by_ref()) {
+        chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
     }
-
-    /// Copies `out.len()` bytes of the body from `offset` into `out` (the
-    /// receiver, in a message it has seen stamped).
-    #[allow(unsafe_code)]
-    fn read(&self, offset: usize, out: &mut [u8]) {
-        assert!(offset + out.len() <= BODY, "past the cell's body");
-        // SAFETY: in bounds (asserted), and no write of this body runs
-        // meanwhile (see `Cell`); `out` is not in the ring.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.body.get().cast::<u8>().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            );
-        }
-    }
-
-    /// A first cell's tag and length word.
-    fn meta(&self) -> u64 {
-        let mut word = [0; 8];
-        self.read(0, &mut word);
-        u64::from_le_bytes(word)
-    }
-
-    fn set_meta(&self, meta: u64) {
-        self.write(0, &meta.to_le_bytes());
+    let last = whole.into_remainder();
+    if !last.is_empty() {
+        let word = words.next().expect("a word for the last bytes");
+        let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+        last.copy_from_slice(&bytes[..last.len()]);
     }
 }
 
@@ -434,8 +385,8 @@ impl Lane {
         }
         if skip > 0 {
             let cell = self.cell(head);
-            cell.set_meta(SKIP);
-            cell.stamp.store(head + 1, Ordering::Release);
+            cell.words[1].store(SKIP, Ordering::Relaxed);
+            cell.words[0].store(head + 1, Ordering::Release);
         }
         self.write(head + skip, tag, data.as_slice());
         sent.head.store(head + skip + need, Ordering::Relaxed);
@@ -454,13 +405,14 @@ impl Lane {
         let (first, rest) = data.split_at(data.len().min(FIRST));
         for (k, chunk) in rest.chunks(MORE).enumerate() {
             let cell = self.cell(position + 1 + k as u64);
-            cell.stamp.store(0, Ordering::Relaxed);
-            cell.write(0, chunk);
+            cell.words[0].store(0, Ordering::Relaxed);
+            store(&cell.words[1..], chunk);
         }
         let cell = self.cell(position);
-        cell.write(8, first);
-        cell.set_meta(u64::from(tag as u32) | (data.len() as u64) << 32);
-        cell.stamp.store(position + 1, Ordering::Release);
+        store(&cell.words[2..], first);
+        let meta = u64::from(tag as u32) | (data.len() as u64) << 32;
+        cell.words[1].store(meta, Ordering::Relaxed);
+        cell.words[0].store(position + 1, Ordering::Release);
     }
 
     /// Whether a message is waiting to be read off the lane (receiver).
@@ -476,7 +428,7 @@ impl Lane {
 
     /// Whether the cell at `position` starts a published message.
     fn published(&self, position: u64) -> bool {
-        self.cell(position).stamp.load(Ordering::Acquire) == position + 1
+        self.cell(position).words[0].load(Ordering::Acquire) == position + 1
     }
 
     /// The tag and length of the next message in the ring, if one is
@@ -488,7 +440,7 @@ impl Lane {
             if !self.published(tail) {
                 return None;
             }
-            let meta = self.cell(tail).meta();
+            let meta = self.cell(tail).words[1].load(Ordering::Relaxed);
             if meta == SKIP {
                 let end = tail + (CELLS - tail % CELLS);
                 self.taken.tail.store(end, Ordering::Release);
@@ -503,9 +455,9 @@ impl Lane {
     pub fn take_into(&self, out: &mut [u8]) {
         let tail = self.taken.tail.load(Ordering::Relaxed);
         let (first, rest) = out.split_at_mut(out.len().min(FIRST));
-        self.cell(tail).read(8, first);
+        load(&self.cell(tail).words[2..], first);
         for (k, chunk) in rest.chunks_mut(MORE).enumerate() {
-            self.cell(tail + 1 + k as u64).read(0, chunk);
+            load(&self.cell(tail + 1 + k as u64).words[1..], chunk);
         }
         self.taken
             .tail

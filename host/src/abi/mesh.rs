@@ -331,10 +331,11 @@ fn recv_now(
     let info_at = within(bytes.len(), out as u32, 12)?;
     let (job, me) = (&member.job, member.rank);
     // Membership events do not travel in lanes.
-    let route = (tag != MEMBERSHIP)
-        .then_some(member.routes.from.as_ref())
-        .flatten()
-        .filter(|r| r.src() == src);
+    let route = member
+        .routes
+        .from
+        .as_ref()
+        .filter(|r| r.src() == src && tag != MEMBERSHIP);
     let mut look = || {
         let out = &mut bytes[into.clone()];
         match route.and_then(|route| job.recv_routed(me, route, tag, out)) {
@@ -357,8 +358,7 @@ fn recv_now(
             received = found;
         }
     }
-    let routed = route.is_some();
-    if !routed && src >= 0 && tag != MEMBERSHIP && received.is_ok() {
+    if route.is_none() && src >= 0 && tag != MEMBERSHIP && received.is_ok() {
         member.routes.from = member.job.route(src, me);
     }
     delivered(&mut bytes[info_at], &member.job, received)

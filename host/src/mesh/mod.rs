@@ -3,6 +3,8 @@
 //!
 //! - [`mailbox`]: bounded per-rank queues of `Bytes` messages, matched by
 //!   source and tag; a full mailbox makes the sender wait.
+//! - `messages`: a job's sends and receives between its members, the
+//!   routes an instance keeps to its peers, and the traffic counters.
 //! - [`pool`]: recycled buffers for large messages.
 //! - [`placement`]: each rank on an OS thread of its own, and how a
 //!   waiting rank polls (busy, yielding, or not at all) before it parks.
@@ -41,6 +43,7 @@ pub mod job;
 mod join;
 pub(crate) mod lane;
 pub mod mailbox;
+mod messages;
 pub mod placement;
 pub mod pool;
 pub mod registry;

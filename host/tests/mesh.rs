@@ -422,17 +422,20 @@ fn mesh_rank_threads_are_pinned_to_cpus_of_their_own() {
             Parent::External,
         )
         .unwrap();
-        until("both ranks on threads of their own", || {
-            job.running_ranks() == 2 && rank_threads() == 2
-        })
+        // A rank's thread is named when it is made and pins itself as it
+        // starts: wait for both to have done so (a thread that could not
+        // pin itself keeps the whole set, and this times out).
+        let pinned = || {
+            let cpus = rank_thread_cpus();
+            let each_on_one = cpus.iter().all(|list| list.parse::<usize>().is_ok());
+            (cpus.len() == 2 && each_on_one).then_some(cpus)
+        };
+        until(
+            "both ranks on threads of their own, each on one CPU",
+            || job.running_ranks() == 2 && pinned().is_some(),
+        )
         .await;
-        let mut cpus = rank_thread_cpus();
-        cpus.sort();
-        assert_eq!(cpus.len(), 2);
-        assert!(
-            cpus.iter().all(|list| list.parse::<usize>().is_ok()),
-            "each on one CPU: {cpus:?}"
-        );
+        let cpus = pinned().expect("pinned threads stay pinned");
         assert_ne!(cpus[0], cpus[1], "on different CPUs");
         drop(link);
         job.wait().await;

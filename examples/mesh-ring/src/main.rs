@@ -3,8 +3,8 @@
 //! micro-benchmarks the host's mesh benchmark runs.
 //!
 //! - `ring [SECONDS]` (the default): rank 0 sends the token right; each
-//!   rank passes it on. Rank 0 counts laps and, between laps, looks for a
-//!   message from the parent; on one (or after SECONDS, default 30) it
+//!   rank passes it on. Rank 0 says so once the token has been round,
+//!   counts laps and, between laps, looks for a message from the parent; on one (or after SECONDS, default 30) it
 //!   sends a stop token around, then prints and sends `laps=N laps_per_s=X`
 //!   to the parent.
 //! - `pingpong SIZE ITERS`: ranks 0 and 1 bounce SIZE bytes ITERS times;
@@ -72,6 +72,10 @@ fn ring(limit: Duration) -> Result<(), mesh::Error> {
         mesh::send(right, TOKEN, &laps.to_le_bytes())?;
         mesh::recv(left, TOKEN)?;
         laps += 1;
+        if laps == 1 {
+            // The token has been round once: every rank is up.
+            println!("ring of {size} ranks running; the parent stops it");
+        }
         let stop_asked = match mesh::try_recv(PARENT, mesh::ANY) {
             Ok(_) => true,
             Err(e) if e.would_block() => false,

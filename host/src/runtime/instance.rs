@@ -431,7 +431,8 @@ fn populate(pages: &mut [u8]) {
 }
 
 /// How long an instantiation waits for a slot when every slot is taken,
-/// before it fails.
+/// before it fails (longer while slots are on their way back from the
+/// reaper: see `Reaper::wait_until`).
 const SLOT_GRACE: Duration = Duration::from_millis(100);
 
 impl Runtime {

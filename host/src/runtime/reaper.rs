@@ -52,6 +52,12 @@ pub(crate) const REAP_FROM: usize = 2 << 20;
 /// and so slow to the pace the pool can bear.
 pub(crate) const BACKLOG: usize = 32;
 
+/// How long [`Reaper::wait_until`] waits at most while stores are queued
+/// for the reaper: a reset takes milliseconds, but the thread may not get a
+/// core for a while on a loaded machine, and a slot on its way back is not
+/// a reason to refuse an instance.
+const RETURNING: Duration = Duration::from_secs(5);
+
 /// The runtime's reaper: a queue to its thread.
 pub(crate) struct Reaper {
     queue: mpsc::Sender<Retired>,
@@ -114,14 +120,21 @@ impl Reaper {
     }
 
     /// Waits until `ready()` holds, looking again each time a store is
-    /// dropped, for at most `grace`.
+    /// dropped: for at most `grace`, or [`RETURNING`] while stores are
+    /// queued here (each gives its slot back soon, however busy the
+    /// machine keeps this thread).
     pub(crate) async fn wait_until(&self, ready: impl Fn() -> bool, grace: Duration) {
-        let until = tokio::time::Instant::now() + grace;
+        let started = tokio::time::Instant::now();
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if ready() || tokio::time::timeout_at(until, freed).await.is_err() {
+            if ready() {
+                return;
+            }
+            let queued = self.pending.load(Ordering::Acquire) > 0;
+            let until = started + if queued { RETURNING.max(grace) } else { grace };
+            if tokio::time::timeout_at(until, freed).await.is_err() {
                 return;
             }
         }

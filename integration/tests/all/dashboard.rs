@@ -42,14 +42,10 @@ fn the_dashboard_shows_modules_and_live_invocations() {
     let instance = invoked.header("x-weft-instance").unwrap().to_owned();
     browser.wait_for(
         &format!(
-            "document.querySelector('#invocations-body tr[data-instance=\"{instance}\"]') !== null"
+            "document.querySelector('#invocations-body tr[data-instance=\"{instance}\"]')?.dataset.status === 'ok'"
         ),
         Duration::from_secs(10),
     );
-    let row = browser.eval(&format!(
-        "document.querySelector('#invocations-body tr[data-instance=\"{instance}\"]').dataset.status"
-    ));
-    assert_eq!(row, "ok");
 
     let failed = server.send(Request::new(
         "POST",

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 use weft_integration::http::{EventStream, Request};
+use weft_integration::netkit::eventually;
 use weft_integration::{Weft, examples, large_module_wat};
 
 fn wasm(path: &str) -> Vec<u8> {
@@ -235,10 +236,16 @@ fn past_the_running_cap_requests_are_refused_not_queued() {
     let spinning = std::thread::spawn(move || {
         weft_integration::http::send(
             addr,
-            Request::new("POST", "/v1/modules/spin/invoke?timeout=1s"),
+            Request::new("POST", "/v1/modules/spin/invoke?timeout=2s"),
         )
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Once spin holds the one running slot.
+    eventually(Duration::from_secs(10), || {
+        let metrics = server.get("/metrics").text();
+        metrics
+            .contains("\nweft_instances_running 1\n")
+            .then_some(())
+    });
     let busy = server.send(Request::new("POST", "/v1/modules/hello/invoke"));
     assert_eq!(busy.status, 503, "{}", busy.text());
     assert_eq!(busy.json()["error"]["code"], "busy");

@@ -4,6 +4,7 @@
 //! failure policy; a host that died with a mesh running.
 
 use super::*;
+use std::io::{BufRead, BufReader};
 
 #[test]
 fn a_ring_runs_until_the_cli_parent_says_stop() {
@@ -25,13 +26,30 @@ fn a_ring_runs_until_the_cli_parent_says_stop() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // Stop it once the token has been round (the CLI compiles the module
+    // first, which takes a while on a busy machine), and a little after.
+    let (lines, stdout_lines) = std::sync::mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut stdout = String::new();
+    while !stdout.contains("[rank 0] ring of 4 ranks running") {
+        let line = stdout_lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("no ring running ({e}): {stdout}"));
+        stdout += &line;
+        stdout.push('\n');
+    }
+    std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     child.stdin.take().unwrap().write_all(b"* stop\n").unwrap();
     let status = wait_child(&mut child, Duration::from_secs(20));
     assert!(started.elapsed() < Duration::from_secs(10));
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    reader.join().unwrap();
+    stdout.extend(stdout_lines.try_iter().map(|line| line + "\n"));
     assert!(status.success(), "{status:?}: {stdout}");
     let line = rank_lines(&stdout, 0)
         .into_iter()

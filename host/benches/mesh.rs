@@ -14,7 +14,8 @@
 //! transport running the same ping-pong in C. Round trips are the median
 //! of nine rounds up to 1 KiB (three past it), weft, its mailboxes alone
 //! and Open MPI in turn; "vs MPI" is the median of the rounds'
-//! ratios. Prints ratios; never passes or fails on absolute numbers.
+//! ratios. Bandwidth is the median of seven rounds, each beside its
+//! baselines. Prints ratios; never passes or fails on absolute numbers.
 //!
 //! Run: `make bench` (or build `examples/` and `cargo bench -p weft-host --bench mesh`).
 
@@ -181,7 +182,7 @@ fn lanes_pingpong(runtime: &tokio::runtime::Runtime, size: usize, iters: u64) ->
 fn memcpy_bandwidth(targets: usize) -> f64 {
     let source = vec![1u8; 1 << 20];
     let mut targets: Vec<Vec<u8>> = (0..targets).map(|_| vec![0u8; 1 << 20]).collect();
-    let rounds = 2_000;
+    let rounds = 500;
     let started = Instant::now();
     for round in 0..rounds {
         let n = targets.len();
@@ -200,7 +201,7 @@ fn memcpy_bandwidth(targets: usize) -> f64 {
 /// floor (its channel parks threads), but what the two copies cost here.
 fn two_copies(window: usize) -> f64 {
     const MIB: usize = 1 << 20;
-    let messages = 2_000;
+    let messages = 500;
     let (to_receiver, delivered) = mpsc::sync_channel::<Vec<u8>>(window);
     let (to_sender, free) = mpsc::sync_channel::<Vec<u8>>(window);
     for _ in 0..window {
@@ -317,6 +318,9 @@ impl Drop for Mpi {
 /// Ping-pong rounds per size, weft and Open MPI taking turns: more for
 /// small messages, whose round trip the machine's moments sway most (and
 /// a round of them takes milliseconds).
+/// Rounds of the bandwidth test, each beside its baselines.
+const BANDWIDTH_ROUNDS: usize = 7;
+
 fn rounds(size: usize) -> usize {
     if size <= 1024 { 9 } else { 3 }
 }
@@ -414,30 +418,53 @@ fn main() {
         println!("(Open MPI: mpicc/mpirun not found; `make bench` installs Debian's openmpi-bin)");
     }
 
-    let bandwidth = tokio.block_on(measure(
-        &runtime,
-        &module,
-        2,
-        &args(&[&"bandwidth", &(1 << 20), &50, &16]),
-        "mb_per_s=",
-    ));
-    let hot = memcpy_bandwidth(1);
-    let cycling = memcpy_bandwidth(16);
-    let native = two_copies(16);
+    // Rounds again, each of weft and its three baselines in turn; the
+    // ratios are the medians of the rounds' own.
+    let (mut ours, mut hot, mut cycling, mut native) = (vec![], vec![], vec![], vec![]);
+    let (mut vs_hot, mut vs_cycling, mut vs_native) = (vec![], vec![], vec![]);
+    for _ in 0..BANDWIDTH_ROUNDS {
+        let bandwidth = tokio.block_on(measure(
+            &runtime,
+            &module,
+            2,
+            &args(&[&"bandwidth", &(1 << 20), &50, &16]),
+            "mb_per_s=",
+        ));
+        let (one, sixteen, two) = (memcpy_bandwidth(1), memcpy_bandwidth(16), two_copies(16));
+        vs_hot.push(bandwidth / one);
+        vs_cycling.push(bandwidth / sixteen);
+        vs_native.push(bandwidth / two);
+        ours.push(bandwidth);
+        hot.push(one);
+        cycling.push(sixteen);
+        native.push(two);
+    }
+    let median = |values: &mut Vec<f64>| median(values).expect("a round");
     println!();
-    println!("1 MiB streaming bandwidth, window of 16 messages: weft mesh {bandwidth:.0} MB/s");
     println!(
-        "  vs memcpy, both buffers in cache:             {hot:>6.0} MB/s  ratio {:.2}",
-        bandwidth / hot
+        "1 MiB streaming bandwidth, window of 16 messages, median of {BANDWIDTH_ROUNDS} rounds: weft mesh {:.0} MB/s",
+        median(&mut ours)
     );
     println!(
-        "  vs memcpy into 16 buffers in turn (as sent):  {cycling:>6.0} MB/s  ratio {:.2}",
-        bandwidth / cycling
+        "  vs memcpy, both buffers in cache:             {:>6.0} MB/s  ratio {:.2}",
+        median(&mut hot),
+        median(&mut vs_hot)
     );
     println!(
-        "  vs two threads, one copy out + one copy in:   {native:>6.0} MB/s  ratio {:.2}",
-        bandwidth / native
+        "  vs memcpy into 16 buffers in turn (as sent):  {:>6.0} MB/s  ratio {:.2}",
+        median(&mut cycling),
+        median(&mut vs_cycling)
     );
+    println!(
+        "  vs two threads, one copy out + one copy in:   {:>6.0} MB/s  ratio {:.2}",
+        median(&mut native),
+        median(&mut vs_native)
+    );
+    let (low, high) = (
+        vs_hot.iter().copied().fold(f64::INFINITY, f64::min),
+        vs_hot.iter().copied().fold(0.0, f64::max),
+    );
+    println!("  (ratio to memcpy in cache over the rounds: {low:.2} to {high:.2})");
 
     println!();
     println!("collectives vs ranks (µs per call, measured by rank 0)");

@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub max_timeout: Duration,
     /// Where the gateways' outbound NAT may go on the host (none: nowhere).
     pub egress_allow: Vec<weft_netstack::Cidr>,
+    /// How long a gateway's TCP connection may carry nothing either way.
+    pub tcp_idle: Duration,
     /// Warm pools of chain steps.
     pub chains: crate::chain::ChainConfig,
 }
@@ -55,6 +57,7 @@ impl NodeConfig {
             limits: Limits::default(),
             max_timeout: Duration::from_secs(300),
             egress_allow: Vec::new(),
+            tcp_idle: crate::network::gateway::TCP_IDLE,
             chains: crate::chain::ChainConfig::default(),
         }
     }
@@ -164,6 +167,7 @@ impl Node {
         config.max_running = max_running;
         let network = Arc::new(Network::open(store.clone())?);
         network.set_egress_allow(config.egress_allow.clone());
+        network.set_tcp_idle(config.tcp_idle);
         let node = Arc::new(Node {
             network,
             services: Mutex::new(HashMap::new()),

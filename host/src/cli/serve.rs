@@ -57,6 +57,11 @@ pub struct ServerFlags {
     #[arg(long = "egress-allow", value_name = "CIDR", value_parser = crate::network::gateway::parse_allow)]
     egress_allow: Vec<weft_netstack::Cidr>,
 
+    /// How long a TCP connection through a gateway (a port forward's, or
+    /// outbound NAT's) may carry nothing either way before it is closed.
+    #[arg(long, default_value = "350s", value_parser = parse_duration, value_name = "DURATION")]
+    tcp_idle: Duration,
+
     /// Warm instances kept ready per chain step (module, arguments,
     /// environment and limits); 0 keeps none.
     #[arg(long, default_value_t = 2, value_name = "N")]
@@ -78,6 +83,7 @@ impl ServerFlags {
         node.max_running = self.max_running;
         node.max_timeout = self.max_timeout;
         node.egress_allow = self.egress_allow.clone();
+        node.tcp_idle = self.tcp_idle;
         node.chains.warm = self.chain_warm;
         node.limits = Limits {
             memory: self.memory,

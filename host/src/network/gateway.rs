@@ -34,6 +34,7 @@ mod nat;
 mod tun;
 
 pub use forward::{Forward, ForwardCounters, ForwardInfo, ForwardRequest, Proto};
+pub use nat::TCP_IDLE;
 
 use super::sockets;
 use super::{Inner, Network, NetworkError, invalid, not_found};
@@ -43,6 +44,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use weft_netstack::flow::Transport;
 use weft_netstack::router::Counters;
 use weft_netstack::secgroup::{Peer, Rule};
@@ -82,6 +84,8 @@ pub struct GatewayCounters {
     pub nat_denied: AtomicU64,
     /// NAT flows that failed on the host side (refused, unreachable).
     pub nat_failed: AtomicU64,
+    /// NAT's TCP connections closed for carrying nothing for the idle limit.
+    pub nat_idle: AtomicU64,
     /// Datagrams from the TUN device into the network.
     pub tun_in: AtomicU64,
     /// Datagrams from the network to the TUN device.
@@ -98,6 +102,7 @@ impl GatewayCounters {
             "nat_udp": get(&self.nat_udp),
             "nat_denied": get(&self.nat_denied),
             "nat_failed": get(&self.nat_failed),
+            "nat_idle": get(&self.nat_idle),
             "tun_in": get(&self.tun_in),
             "tun_out": get(&self.tun_out),
             "tun_dropped": get(&self.tun_dropped),
@@ -176,6 +181,19 @@ fn gateway_id() -> String {
 impl Network {
     fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets how long a TCP connection through a gateway may carry nothing
+    /// either way before it is closed (at least 1 ms).
+    pub fn set_tcp_idle(&self, idle: Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.tcp_idle_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long a TCP connection through a gateway (a forward's or NAT's)
+    /// may carry nothing either way before it is closed.
+    pub fn tcp_idle(&self) -> Duration {
+        Duration::from_millis(self.tcp_idle_ms.load(Ordering::Relaxed))
     }
 
     /// Sets the host's egress allow-list: NAT carries only connections to

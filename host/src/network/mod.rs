@@ -87,6 +87,9 @@ pub struct Network {
     epoch: std::time::Instant,
     /// Where NAT may go on the host.
     egress_allow: std::sync::RwLock<Vec<Cidr>>,
+    /// How long a gateway's TCP connection may carry nothing either way
+    /// before it is closed, in ms (see [`gateway::TCP_IDLE`]).
+    tcp_idle_ms: std::sync::atomic::AtomicU64,
     /// Gateways' devices, forwards' tasks, NAT's queue.
     running: Mutex<gateway::Running>,
 }
@@ -203,6 +206,7 @@ impl Network {
             changed: tokio::sync::Notify::new(),
             epoch,
             egress_allow: Default::default(),
+            tcp_idle_ms: (gateway::TCP_IDLE.as_millis() as u64).into(),
             running: Default::default(),
         };
         if network.default_group().is_none() {

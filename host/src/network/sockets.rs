@@ -112,6 +112,11 @@ fn would_block<T>(result: &Result<T, NetError>) -> bool {
 }
 
 impl GuestNet {
+    /// The network it is a view of.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     /// `instance`'s view of `network`; waits end early when `cancel` fires.
     pub fn new(network: Arc<Network>, instance: impl Into<String>, cancel: Option<Cancel>) -> Self {
         GuestNet {

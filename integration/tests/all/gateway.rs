@@ -337,6 +337,52 @@ fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
 }
 
 #[test]
+fn a_connection_that_goes_quiet_through_a_forward_is_closed() {
+    let weft = Weft::new();
+    let server = weft.serve(&["--tcp-idle", "1s"]);
+    deploy(&server, "http-server", examples::HTTP_SERVER);
+    let net = Net::new(&server);
+    let web = net.group(&server, json!([{ "protocol": "tcp", "ports": "80" }]));
+    let (nic, ip) = net.nic(&server, &[&web]);
+    let id = service(&server, "http-server", &["80", "A"], &[&nic], "always");
+    listening(&server, &id);
+    gateway(&server, &net.subnet, None);
+    let forward = post(
+        &server,
+        "/v1/forwards",
+        json!({ "listen": "127.0.0.1:0", "to": format!("{ip}:80") }),
+    );
+    let listen = forward["listen"].as_str().unwrap().to_owned();
+    let url = format!("http://{listen}/");
+    curl_until(&url, "served by", Duration::from_secs(10));
+
+    // Connected, then nothing: closed by weft after the idle limit.
+    let mut quiet = TcpStream::connect(&listen).unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = quiet.read(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        matches!(&read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{read:?} after {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    let path = format!("/v1/forwards/{}", forward["id"].as_str().unwrap());
+    let counters = server.get(&path).json()["counters"].clone();
+    assert_eq!(counters["idle"], 1, "{counters}");
+    assert_eq!(counters["active"], 0, "{counters}");
+    // Connections that carry something are served as before.
+    curl_until(&url, "served by", Duration::from_secs(10));
+}
+
+#[test]
 fn udp_crosses_a_forward_in_and_nat_out() {
     // A UDP echo on the host's loopback, for the NAT half.
     let host_echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -88,6 +88,9 @@ pub struct ForwardCounters {
     /// The instance could not be reached (no gateway, nobody holds the
     /// address, refused, timed out).
     pub failed: AtomicU64,
+    /// Closed for carrying nothing either way for the host's TCP idle
+    /// limit ([`super::TCP_IDLE`] unless set).
+    pub idle: AtomicU64,
     /// Bytes from host clients to the instance.
     pub bytes_in: AtomicU64,
     /// Bytes from the instance to host clients.
@@ -102,6 +105,7 @@ impl ForwardCounters {
             "active": get(&self.active),
             "refused": get(&self.refused),
             "failed": get(&self.failed),
+            "idle": get(&self.idle),
             "bytes_in": get(&self.bytes_in),
             "bytes_out": get(&self.bytes_out),
         })
@@ -337,9 +341,17 @@ async fn serve_tcp(
             match net.tcp_connect(to, Wait::For(CONNECT_TIMEOUT)).await {
                 Ok(conn) => {
                     counters.connections.fetch_add(1, Ordering::Relaxed);
-                    let (out, inn) = splice(&net, conn, stream).await;
-                    counters.bytes_in.fetch_add(out, Ordering::Relaxed);
-                    counters.bytes_out.fetch_add(inn, Ordering::Relaxed);
+                    let idle = net.network().tcp_idle();
+                    let spliced = splice(&net, conn, stream, idle).await;
+                    counters
+                        .bytes_in
+                        .fetch_add(spliced.to_guest, Ordering::Relaxed);
+                    counters
+                        .bytes_out
+                        .fetch_add(spliced.from_guest, Ordering::Relaxed);
+                    if spliced.idled {
+                        counters.idle.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(_) => {
                     counters.failed.fetch_add(1, Ordering::Relaxed);

@@ -14,6 +14,7 @@ use crate::network::sockets::GuestNet;
 use crate::network::{Network, Wait};
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +24,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A UDP flow with no datagram either way for this long ends.
 pub const UDP_IDLE: Duration = Duration::from_secs(60);
+/// How long a TCP connection through a gateway (NAT's, or a forward's) may
+/// carry nothing either way before it is closed, unless the host says
+/// otherwise (`weft serve --tcp-idle`): a client that connects and goes
+/// quiet must not hold a forward's connection, and a gateway socket,
+/// forever. 350 s, as cloud NAT gateways close idle connections.
+pub const TCP_IDLE: Duration = Duration::from_secs(350);
 /// Guest addresses one UDP destination keeps host sockets for, at most.
 pub const UDP_FLOWS: usize = 256;
 /// How long a TCP job waits for more connections to the same destination
@@ -74,7 +81,10 @@ async fn tcp(net: GuestNet, job: Job) {
             {
                 Ok(Ok(stream)) => {
                     bump(&counters.nat_tcp);
-                    splice(&net, conn, stream).await;
+                    let idle = net.network().tcp_idle();
+                    if splice(&net, conn, stream, idle).await.idled {
+                        bump(&counters.nat_idle);
+                    }
                 }
                 outcome => {
                     bump(&counters.nat_failed);
@@ -135,12 +145,32 @@ async fn udp(net: GuestNet, job: Job) {
     let _ = net.close(job.handle).await;
 }
 
+/// What [`splice`] carried.
+pub(super) struct Spliced {
+    /// Bytes to the guest.
+    pub to_guest: u64,
+    /// Bytes from the guest.
+    pub from_guest: u64,
+    /// Whether it was closed for carrying nothing for its idle limit.
+    pub idled: bool,
+}
+
 /// Moves bytes both ways between guest connection `conn` and a host
-/// stream until both sides have closed, or either fails; then closes
-/// `conn`. Returns (bytes to the guest, bytes from the guest).
-pub(super) async fn splice(net: &GuestNet, conn: i32, stream: tokio::net::TcpStream) -> (u64, u64) {
+/// stream until both sides have closed, or either fails, or nothing has
+/// moved either way for `idle`; then closes `conn` (and the host stream).
+pub(super) async fn splice(
+    net: &GuestNet,
+    conn: i32,
+    stream: tokio::net::TcpStream,
+    idle: Duration,
+) -> Spliced {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
+    let started = tokio::time::Instant::now();
+    // When bytes last moved, either way: ms since `started`.
+    let moved = AtomicU64::new(0);
+    let touch = || moved.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let quiet_until = || started + Duration::from_millis(moved.load(Ordering::Relaxed)) + idle;
     // Each direction ends with (bytes, whether it ended cleanly).
     let inbound = async {
         let mut buf = vec![0u8; CHUNK];
@@ -151,6 +181,7 @@ pub(super) async fn splice(net: &GuestNet, conn: i32, stream: tokio::net::TcpStr
                 Ok(n) => n,
                 Err(_) => return (total, false),
             };
+            touch();
             let mut sent = 0;
             while sent < n {
                 match net.send(conn, &buf[sent..n], Wait::Forever).await {
@@ -168,6 +199,7 @@ pub(super) async fn splice(net: &GuestNet, conn: i32, stream: tokio::net::TcpStr
             match net.recv(conn, CHUNK, Wait::Forever).await {
                 Ok(data) if data.is_empty() => break,
                 Ok(data) => {
+                    touch();
                     if writer.write_all(&data).await.is_err() {
                         return (total, false);
                     }
@@ -180,8 +212,16 @@ pub(super) async fn splice(net: &GuestNet, conn: i32, stream: tokio::net::TcpStr
     };
     tokio::pin!(inbound, outbound);
     let (mut to_guest, mut from_guest) = (None, None);
+    let mut idled = false;
     while to_guest.is_none() || from_guest.is_none() {
         tokio::select! {
+            () = tokio::time::sleep_until(quiet_until()) => {
+                // Bytes may have moved since the sleep began.
+                if tokio::time::Instant::now() >= quiet_until() {
+                    idled = true;
+                    break;
+                }
+            }
             done = &mut inbound, if to_guest.is_none() => {
                 to_guest = Some(done.0);
                 if !done.1 { break; }
@@ -193,5 +233,9 @@ pub(super) async fn splice(net: &GuestNet, conn: i32, stream: tokio::net::TcpStr
         }
     }
     let _ = net.close(conn).await;
-    (to_guest.unwrap_or(0), from_guest.unwrap_or(0))
+    Spliced {
+        to_guest: to_guest.unwrap_or(0),
+        from_guest: from_guest.unwrap_or(0),
+        idled,
+    }
 }

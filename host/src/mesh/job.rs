@@ -627,12 +627,14 @@ pub fn start(
     spec: Spec,
     parent: Parent,
 ) -> Result<(Arc<Job>, Option<ParentLink>), MeshError> {
-    let size: u32 = spec.groups.iter().map(|g| g.ranks).sum();
-    if size == 0 || size > MAX_RANKS {
+    // Summed wide: groups of up to u32::MAX ranks each cannot wrap it.
+    let size: u64 = spec.groups.iter().map(|g| u64::from(g.ranks)).sum();
+    if size == 0 || size > u64::from(MAX_RANKS) {
         return Err(MeshError::Invalid(format!(
             "a mesh has 1 to {MAX_RANKS} ranks, not {size}"
         )));
     }
+    let size = size as u32;
     let id = MeshId::new();
     let net = match &spec.network {
         Some(network) => Some(

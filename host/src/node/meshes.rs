@@ -184,8 +184,9 @@ impl Node {
                 }
             }
         };
-        let size: u32 = groups.iter().map(|g| g.ranks).sum();
-        if size == 0 || size > job::MAX_RANKS {
+        // Summed wide: groups of up to u32::MAX ranks each cannot wrap it.
+        let size: u64 = groups.iter().map(|g| u64::from(g.ranks)).sum();
+        if size == 0 || size > u64::from(job::MAX_RANKS) {
             return Err(MeshStartError::BadRequest(format!(
                 "a mesh has 1 to {} ranks, not {size}",
                 job::MAX_RANKS

@@ -288,4 +288,17 @@ fn a_job_runs_groups_of_ranks_of_several_modules() {
             .body(br#"{"module": "heat-a", "ranks": 0}"#),
     );
     assert_eq!(refused.status, 400, "{}", refused.text());
+    // Groups whose sizes would wrap a u32 when added.
+    let refused = server.send(
+        Request::new("POST", "/v1/meshes")
+            .header("Content-Type", "application/json")
+            .body(br#"{"modules": [{"module": "heat-a", "ranks": 4294967295}, {"module": "heat-a", "ranks": 1}]}"#),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("not 4294967296"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(server.get("/v1/health").status, 200);
 }

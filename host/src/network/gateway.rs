@@ -110,6 +110,58 @@ impl GatewayCounters {
     }
 }
 
+/// At most one log line per [`LOG_EVERY`] for something a guest (or
+/// a flood of packets) can cause at will, so that it cannot fill the host's
+/// log: the rest are counted, and the next line says how many it stands
+/// for. The counters (`nat_denied`, `nat_failed`) still count each one.
+pub(super) struct Throttle {
+    /// At most one line per this many ms.
+    every_ms: u64,
+    /// When the next line may be written: ms since [`Throttle::origin`].
+    next_ms: AtomicU64,
+    /// Lines not written since the last one.
+    skipped: AtomicU64,
+}
+
+/// How often a throttled line may be written.
+pub(super) const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Throttle {
+    pub(super) const fn new(every: Duration) -> Throttle {
+        Throttle {
+            every_ms: every.as_millis() as u64,
+            next_ms: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
+    fn origin() -> std::time::Instant {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *ORIGIN.get_or_init(std::time::Instant::now)
+    }
+
+    /// `Some(lines skipped before this one)` when a line may be written now.
+    pub(super) fn admit(&self) -> Option<u64> {
+        let now = Throttle::origin().elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + self.every_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.skipped.swap(0, Ordering::Relaxed));
+        }
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 pub(super) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -544,18 +596,24 @@ impl Network {
                 } else {
                     SocketAddr::from(local)
                 };
+                // Port 0 is no destination: binding it would take any free
+                // port, and hold a socket for traffic that never comes.
                 let allowed = match target {
-                    SocketAddr::V4(v4) => nat && self.egress_allowed(*v4.ip()),
+                    SocketAddr::V4(v4) => nat && dst_port != 0 && self.egress_allowed(*v4.ip()),
                     SocketAddr::V6(_) => false,
                 };
                 if !allowed {
+                    static REFUSED: Throttle = Throttle::new(LOG_EVERY);
                     bump(&counters.nat_denied);
-                    tracing::info!(
-                        gateway = %id,
-                        from = %flow.src,
-                        to = %target,
-                        "outbound connection refused: not in the egress allow-list"
-                    );
+                    if let Some(skipped) = REFUSED.admit() {
+                        tracing::info!(
+                            gateway = %id,
+                            from = %flow.src,
+                            to = %target,
+                            skipped,
+                            "outbound connection refused: not in the egress allow-list"
+                        );
+                    }
                 } else {
                     match sockets::bind_on(inner, &id, nic, local, tcp) {
                         Ok(handle) => {
@@ -571,8 +629,15 @@ impl Network {
                             }
                         }
                         Err(error) => {
+                            static NO_ROOM: Throttle = Throttle::new(LOG_EVERY);
                             bump(&counters.nat_failed);
-                            tracing::warn!(gateway = %id, "no room for a NAT flow: {error:?}");
+                            if let Some(skipped) = NO_ROOM.admit() {
+                                tracing::warn!(
+                                    gateway = %id,
+                                    skipped,
+                                    "no room for a NAT flow: {error:?}"
+                                );
+                            }
                         }
                     }
                 }
@@ -605,4 +670,22 @@ pub fn parse_allow(text: &str) -> Result<Cidr, String> {
     }
     text.parse::<Cidr>()
         .map_err(|e| format!("`{text}` is not an IPv4 block (10.0.0.0/8) or address: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+    use std::time::Duration;
+
+    #[test]
+    fn a_throttled_line_is_written_once_per_period_and_counts_the_rest() {
+        let throttle = Throttle::new(Duration::from_secs(1));
+        assert_eq!(throttle.admit(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(throttle.admit(), None);
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(throttle.admit(), Some(1000));
+        assert_eq!(throttle.admit(), None);
+    }
 }

@@ -92,7 +92,10 @@ async fn tcp(net: GuestNet, job: Job) {
                         Ok(Err(error)) => error.to_string(),
                         _ => "timed out".to_owned(),
                     };
-                    tracing::info!(%target, "NAT: cannot connect on the host: {why}");
+                    static FAILED: super::Throttle = super::Throttle::new(super::LOG_EVERY);
+                    if let Some(skipped) = FAILED.admit() {
+                        tracing::info!(%target, skipped, "NAT: cannot connect on the host: {why}");
+                    }
                     let _ = net.close(conn).await;
                 }
             }

@@ -314,7 +314,7 @@ pub fn openapi_paths() -> Value {
     let error = |description: &str| json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let mesh = |description: &str| {
         json!({ "description": description, "content": { "application/json": { "schema": { "type": "object",
-            "description": "id, state (running|ended), parent, on_failure, size (ranks started so far), initial_size, live (ranks live now), epoch (one more per join or departure), subnet {id, cidr}, ranks [{rank, module, instance, state, exit_code|code+reason|stop_latency_us, started_ms, addr, sent_messages, sent_bytes, received_messages, received_bytes, queued_messages, queued_bytes, mailbox_high_water, mailbox_bound}], parent_traffic, traffic (bytes, rank x rank, parent last), report {status, exit_code, ending, reason, max_stop_latency_us}" } } } })
+            "description": "id, state (running|ended), parent, on_failure, size (ranks started so far), initial_size, live (ranks live now), epoch (one more per join or departure), subnet {id, cidr}, ranks [{rank, module, instance, state, exit_code|code+reason|stop_latency_us, started_ms, addr, sent_messages, sent_bytes, received_messages, received_bytes, queued_messages, queued_bytes, mailbox_high_water, mailbox_bound}], parent_traffic, traffic (bytes, rank x rank, parent last; empty in listings and once ended for meshes past 64 ranks), report {status, exit_code, ending, reason, max_stop_latency_us}" } } } })
     };
     json!({
         "/v1/meshes": {

@@ -119,7 +119,7 @@ impl Meshes {
                     .unwrap_or_else(|p| p.into_inner())
                     .entry(report.status)
                     .or_default() += 1;
-                let status = job.status();
+                let status = job.status().brief();
                 let mut recent = meshes.recent.lock().unwrap_or_else(|p| p.into_inner());
                 recent.push_front(status);
                 recent.truncate(RECENT);
@@ -216,10 +216,11 @@ impl Meshes {
             .cloned()
     }
 
-    /// Every running job, then the recently ended ones, newest first.
+    /// Every running job, then the recently ended ones, newest first; each
+    /// [`Status::brief`].
     pub fn list(&self) -> Vec<Status> {
         let running = self.running_jobs();
-        let mut all: Vec<Status> = running.iter().map(|job| job.status()).collect();
+        let mut all: Vec<Status> = running.iter().map(|job| job.status().brief()).collect();
         all.sort_by_key(|status| std::cmp::Reverse(status.created_ms));
         let listed = all.len();
         // A job that just ended can be in both lists for a moment.

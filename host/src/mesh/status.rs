@@ -151,10 +151,29 @@ pub struct Status {
     /// Messages queued for the parent now.
     pub parent_queued: usize,
     /// `traffic[i][j]`: bytes rank `i` sent to rank `j`; the last row and
-    /// column are the parent.
+    /// column are the parent. Empty in listings and kept statuses of
+    /// meshes past [`Status::TRAFFIC_KEPT`] ranks (see [`Status::brief`]).
     pub traffic: Vec<Vec<u64>>,
     /// How it ended, once it has.
     pub report: Option<Report>,
+}
+
+impl Status {
+    /// Meshes of up to this many ranks keep their rank-by-rank matrix in
+    /// listings and once ended. Past it the matrix grows with the square of
+    /// the ranks (8 MB at 1,024), which a listing of every mesh or the
+    /// statuses kept of ended ones would repeat; each rank's own counters
+    /// stay.
+    pub const TRAFFIC_KEPT: u32 = 64;
+
+    /// This status as listed and kept: without the traffic matrix past
+    /// [`Status::TRAFFIC_KEPT`] ranks.
+    pub fn brief(mut self) -> Status {
+        if self.size > Status::TRAFFIC_KEPT {
+            self.traffic = Vec::new();
+        }
+        self
+    }
 }
 
 /// The mesh subnet.

@@ -275,6 +275,28 @@ fn a_job_runs_groups_of_ranks_of_several_modules() {
         .map(|r| r["module"].as_str().unwrap())
         .collect();
     assert_eq!(modules, ["heat-a", "heat-a", "heat-b", "heat-b"]);
+    // A small ended mesh keeps its rank-by-rank traffic.
+    assert_eq!(status["traffic"].as_array().unwrap().len(), 5, "{status:#}");
+
+    // One past 64 ranks keeps each rank's counters but not the matrix,
+    // which grows with the square of the ranks, once ended or listed.
+    deploy(&server, "pi", examples::MESH_PI);
+    let big = start(
+        &server,
+        json!({ "module": "pi", "ranks": 65, "args": ["1000"], "subnet": false }),
+    );
+    let big = big["id"].as_str().unwrap();
+    let status = wait_ended(&server, big, Duration::from_secs(60));
+    assert_eq!(status["report"]["status"], "ok", "{status:#}");
+    assert_eq!(status["traffic"], json!([]), "{status:#}");
+    let ranks = status["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 65);
+    assert!(ranks.iter().all(|r| r["sent_bytes"].is_u64()), "{status:#}");
+    let listed = server.get("/v1/meshes").json();
+    let listed = listed["meshes"].as_array().unwrap();
+    let find = |id: &str| listed.iter().find(|m| m["id"] == id).unwrap().clone();
+    assert_eq!(find(big)["traffic"], json!([]));
+    assert_eq!(find(id)["traffic"].as_array().unwrap().len(), 5);
     // Unknown modules and empty jobs are refused.
     let refused = server.send(
         Request::new("POST", "/v1/meshes")

@@ -149,11 +149,12 @@ impl Limits {
 /// endpoint's life, so a stale id is [`SocketError::NoSuchSocket`], never
 /// another socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SocketId(u32);
+pub struct SocketId(u64);
 
 impl SocketId {
-    /// The id as a number, e.g. for logs.
-    pub fn as_u32(self) -> u32 {
+    /// The id as a number, e.g. for logs. 64 bits, so an endpoint that
+    /// lives as long as the host (a gateway's) never runs out.
+    pub fn as_u64(self) -> u64 {
         self.0
     }
 }
@@ -228,7 +229,7 @@ pub struct Endpoint {
     entries: BTreeMap<SocketId, Entry>,
     /// TCP sockets closed by their owner, finishing in the background.
     closing: Vec<tcp::Closing>,
-    next_id: u32,
+    next_id: u64,
     next_port: u16,
     /// The time of the last poll.
     now: Instant,
@@ -559,7 +560,7 @@ impl Endpoint {
 
     /// Checks that an id is left, before anything is created.
     fn check_id(&self) -> Result<(), SocketError> {
-        if self.next_id == u32::MAX {
+        if self.next_id == u64::MAX {
             Err(SocketError::Limit)
         } else {
             Ok(())

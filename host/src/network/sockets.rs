@@ -576,10 +576,23 @@ fn insert(inner: &mut Inner, instance: &str, socket: GuestSocket) -> Result<i32,
         close_parts(inner, parts_of(socket));
         return Err(NetError::Code(errno::LIMIT));
     }
-    sockets.next = sockets.next.wrapping_add(1).max(1);
-    let handle = sockets.next;
+    let handle = next_handle(&mut sockets.next, |h| sockets.sockets.contains_key(&h));
     sockets.sockets.insert(handle, socket);
     Ok(handle)
+}
+
+/// The next positive handle after `*last` that is not `taken`, which
+/// becomes `*last`. Handles wrap after `i32::MAX` (a gateway, which opens a
+/// socket per NAT flow and lives as long as the host, gets there), and a
+/// socket held since the first round must not be replaced; at most
+/// `MAX_SOCKETS` are taken, so the search is short.
+fn next_handle(last: &mut i32, taken: impl Fn(i32) -> bool) -> i32 {
+    loop {
+        *last = last.wrapping_add(1).max(1);
+        if !taken(*last) {
+            return *last;
+        }
+    }
 }
 
 fn socket<'a>(inner: &'a Inner, instance: &str, handle: i32) -> Result<&'a GuestSocket, NetError> {
@@ -651,5 +664,23 @@ impl Inner {
         for socket in sockets.sockets.into_values() {
             close_parts(self, parts_of(socket));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_handle;
+
+    #[test]
+    fn handles_wrap_past_i32_max_to_the_first_free_one() {
+        let mut last = 0;
+        assert_eq!(next_handle(&mut last, |_| false), 1);
+        assert_eq!(next_handle(&mut last, |_| false), 2);
+        let mut last = i32::MAX - 1;
+        assert_eq!(next_handle(&mut last, |_| false), i32::MAX);
+        // 1 to 3 are still held: the next is 4, then 5.
+        let held = |h: i32| (1..=3).contains(&h);
+        assert_eq!(next_handle(&mut last, held), 4);
+        assert_eq!(next_handle(&mut last, held), 5);
     }
 }

@@ -86,6 +86,9 @@ pub struct GatewayCounters {
     pub nat_failed: AtomicU64,
     /// NAT's TCP connections closed for carrying nothing for the idle limit.
     pub nat_idle: AtomicU64,
+    /// Connections and flows refused because their guest address held
+    /// [`nat::FLOWS_PER_SOURCE`] NAT destinations open already.
+    pub nat_limited: AtomicU64,
     /// Datagrams from the TUN device into the network.
     pub tun_in: AtomicU64,
     /// Datagrams from the network to the TUN device.
@@ -103,6 +106,7 @@ impl GatewayCounters {
             "nat_denied": get(&self.nat_denied),
             "nat_failed": get(&self.nat_failed),
             "nat_idle": get(&self.nat_idle),
+            "nat_limited": get(&self.nat_limited),
             "tun_in": get(&self.tun_in),
             "tun_out": get(&self.tun_out),
             "tun_dropped": get(&self.tun_dropped),
@@ -189,6 +193,8 @@ pub(super) struct Port {
     nat: bool,
     tun: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     counters: Arc<GatewayCounters>,
+    /// NAT destinations each guest address holds open.
+    quota: Arc<nat::Quota>,
 }
 
 /// Gateways' and forwards' running parts, beside the network's lock.
@@ -399,6 +405,7 @@ impl Network {
                             nat: gateway.nat,
                             tun: tx,
                             counters,
+                            quota: Default::default(),
                         },
                     );
                     None
@@ -591,6 +598,7 @@ impl Network {
                 && opens
             {
                 let (id, nat, counters) = (port.id.clone(), port.nat, port.counters.clone());
+                let quota = port.quota.clone();
                 let target = if to_gateway {
                     SocketAddr::from((Ipv4Addr::LOCALHOST, dst_port))
                 } else {
@@ -614,7 +622,7 @@ impl Network {
                             "outbound connection refused: not in the egress allow-list"
                         );
                     }
-                } else {
+                } else if let Some(held) = quota.take(flow.src) {
                     match sockets::bind_on(inner, &id, nic, local, tcp) {
                         Ok(handle) => {
                             let job = nat::Job {
@@ -623,6 +631,7 @@ impl Network {
                                 target,
                                 tcp,
                                 counters,
+                                _place: held,
                             };
                             if let Some(jobs) = &self.running().nat {
                                 let _ = jobs.send(job);
@@ -639,6 +648,18 @@ impl Network {
                                 );
                             }
                         }
+                    }
+                } else {
+                    static LIMITED: Throttle = Throttle::new(LOG_EVERY);
+                    bump(&counters.nat_limited);
+                    if let Some(skipped) = LIMITED.admit() {
+                        tracing::info!(
+                            gateway = %id,
+                            from = %flow.src,
+                            skipped,
+                            "outbound connection refused: {} NAT destinations open from this address already",
+                            nat::FLOWS_PER_SOURCE
+                        );
                     }
                 }
             }

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use weft_integration::http::Request;
 use weft_integration::netkit::{
-    Net, curl, curl_until, deploy, fetch, finish, listening, post, service,
+    Net, curl, curl_until, deploy, eventually, fetch, finish, listening, post, service,
 };
 use weft_integration::{Served, Weft, examples, in_netns};
 
@@ -437,6 +437,61 @@ fn udp_crosses_a_forward_in_and_nat_out() {
     assert_eq!(exit, "exit 0", "{lines:?}");
     assert!(
         lines.iter().any(|l| l.contains("ok udp 8192 bytes")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn one_guest_cannot_take_every_nat_flow_of_its_gateway() {
+    // A UDP echo on the host's loopback, for the guest that comes after.
+    let host_echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let host_port = host_echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = host_echo.recv_from(&mut buf) {
+            let _ = host_echo.send_to(&buf[..n], from);
+        }
+    });
+    let weft = Weft::new();
+    let server = weft.serve(&["--egress-allow", "127.0.0.0/8"]);
+    deploy(&server, "socket-hog", examples::SOCKET_HOG);
+    deploy(&server, "echo-client", examples::ECHO_CLIENT);
+    let net = Net::new(&server);
+    let gw = gateway(&server, &net.subnet, None);
+    let path = format!("/v1/gateways/{}", gw["id"].as_str().unwrap());
+
+    // 400 destinations from one guest (ports of the host's loopback, by
+    // the gateway's address): 256 are carried, the rest refused.
+    let (hog_nic, _) = net.nic(&server, &[]);
+    let hog = service(
+        &server,
+        "socket-hog",
+        &["ports", "10.0.1.1", "40000", "400"],
+        &[&hog_nic],
+        "never",
+    );
+    let (exit, lines) = finish(&server, &hog, Duration::from_secs(30));
+    assert_eq!(exit, "exit 0", "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("sent 400")), "{lines:?}");
+    let counters = eventually(Duration::from_secs(10), || {
+        let counters = server.get(&path).json()["counters"].clone();
+        (counters["nat_udp"] == 256 && counters["nat_limited"] == 144).then_some(counters)
+    });
+    assert_eq!(counters["nat_failed"], 0, "{counters}");
+
+    // The others on the subnet still get out meanwhile.
+    let (client_nic, _) = net.nic(&server, &[]);
+    let id = service(
+        &server,
+        "echo-client",
+        &["udp", &format!("10.0.1.1:{host_port}"), "1024"],
+        &[&client_nic],
+        "never",
+    );
+    let (exit, lines) = finish(&server, &id, Duration::from_secs(30));
+    assert_eq!(exit, "exit 0", "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("ok udp 1024 bytes")),
         "{lines:?}"
     );
 }

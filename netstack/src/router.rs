@@ -150,6 +150,8 @@ struct Port {
     ips: Vec<Ipv4Addr>,
     groups: Vec<GroupId>,
     check: bool,
+    /// Whether flows are tracked on this side (see [`Router::set_tracking`]).
+    track: bool,
     conntrack: ConnTrack,
     counters: Counters,
 }
@@ -218,6 +220,7 @@ impl Router {
                 ips: record.ips().collect(),
                 groups: record.security_groups().to_vec(),
                 check: record.source_dest_check(),
+                track: true,
                 conntrack: ConnTrack::new(self.config.conntrack),
                 counters: Counters::default(),
             },
@@ -313,6 +316,24 @@ impl Router {
     pub fn remove_route(&mut self, cidr: Cidr) -> Option<NicId> {
         let at = self.routes.iter().position(|(c, _)| *c == cidr)?;
         Some(self.routes.remove(at).1)
+    }
+
+    /// Sets whether flows are tracked on port `nic`'s side (they are, from
+    /// attachment); `false` when it is not attached. Untracked, its groups
+    /// decide every datagram on their own and it keeps no table: for a port
+    /// whose groups let everything pass both ways, such as a gateway's,
+    /// whose table the many flows of the instances behind it would otherwise
+    /// fill (one instance could fill it for all). The instances' own tables
+    /// still track their side of each flow.
+    pub fn set_tracking(&mut self, nic: NicId, track: bool) -> bool {
+        let Some(port) = self.ports.get_mut(&nic) else {
+            return false;
+        };
+        port.track = track;
+        if !track {
+            port.conntrack = ConnTrack::new(self.config.conntrack);
+        }
+        true
     }
 
     /// Makes port `nic` the gateway of the block `source` (a subnet): a
@@ -485,8 +506,11 @@ impl Router {
         pass: &Pass,
     ) -> Result<(), (DropReason, NicId)> {
         let opens = ConnTrack::opens(flow);
-        let need = |matched: Option<Match>| usize::from(matched.is_none() && opens);
-        let (need_egress, need_ingress) = (need(pass.egress), need(pass.ingress));
+        let tracks = |nic: NicId| self.ports.get(&nic).is_some_and(|p| p.track);
+        let need = |nic: NicId, matched: Option<Match>| {
+            usize::from(tracks(nic) && matched.is_none() && opens)
+        };
+        let (need_egress, need_ingress) = (need(from, pass.egress), need(pass.to, pass.ingress));
         if from == pass.to {
             self.reserve(now, from, need_egress + need_ingress)?;
         } else {
@@ -498,7 +522,7 @@ impl Router {
             (pass.to, Direction::Ingress, pass.ingress),
         ];
         for (nic, direction, matched) in sides {
-            let Some(port) = self.ports.get_mut(&nic) else {
+            let Some(port) = self.ports.get_mut(&nic).filter(|p| p.track) else {
                 continue;
             };
             match matched {

@@ -397,6 +397,10 @@ impl Network {
                         endpoint.set_transparent(true);
                     }
                     let _ = inner.router.set_gateway(cidr, nic);
+                    // Its group lets everything through both ways: it
+                    // keeps no table that the flows of the instances behind
+                    // it could fill (one could fill it for all of them).
+                    inner.router.set_tracking(nic, false);
                     inner.gateways.insert(
                         nic,
                         Port {

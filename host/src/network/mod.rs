@@ -509,7 +509,13 @@ impl Network {
                     endpoint.set_addresses(&record.ips().collect::<Vec<_>>());
                 }
             }
-            (true, false) => inner.router.attach(&record).map_err(invalid)?,
+            (true, false) => {
+                inner.router.attach(&record).map_err(invalid)?;
+                if inner.gateways.contains_key(&nid) {
+                    // A gateway's port keeps no table (see `bring_up`).
+                    inner.router.set_tracking(nid, false);
+                }
+            }
             (false, true) => {
                 inner.router.detach(nid);
             }

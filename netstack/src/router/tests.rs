@@ -569,3 +569,51 @@ fn a_full_table_drops_new_flows_and_changes_nothing() {
         Ok(b)
     );
 }
+
+#[test]
+fn an_untracked_port_keeps_no_table_and_the_others_still_track_their_side() {
+    let config = Config {
+        conntrack: conntrack::Config {
+            capacity: 2,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let mut net = Net::new(config);
+    // Two instances that take nothing in, and a port that lets everything
+    // through both ways (a gateway's), untracked.
+    let (a, c) = (net.attach(2, net.closed), net.attach(4, net.closed));
+    let gateway = net.attach(3, net.open);
+    assert!(net.router.set_tracking(gateway, false));
+    assert!(!net.router.set_tracking(net.ids.next_id(), false));
+    // Each instance fills its own table; the gateway takes all four flows.
+    for (from, last) in [(a, 2), (c, 4)] {
+        for port in 0..2 {
+            assert_eq!(
+                net.send(0, from, &packet::udp(sa(last, port), sa(3, 9), b"")),
+                Ok(gateway)
+            );
+        }
+    }
+    assert_eq!(net.router.conntrack(gateway).unwrap().len(), 0);
+    assert_eq!(net.router.conntrack(a).unwrap().len(), 2);
+    // Answers reach the instances, through their own tables.
+    assert_eq!(
+        net.send(0, gateway, &packet::udp(sa(3, 9), sa(2, 1), b"")),
+        Ok(a)
+    );
+    assert_eq!(
+        net.send(0, gateway, &packet::udp(sa(3, 9), sa(4, 0), b"")),
+        Ok(c)
+    );
+    // What the instances did not open, their groups refuse.
+    assert_eq!(
+        net.send(0, gateway, &packet::udp(sa(3, 9), sa(2, 7), b"")),
+        Err(DropReason::IngressDenied)
+    );
+    // A full instance table still refuses the instance's next new flow.
+    assert_eq!(
+        net.send(0, a, &packet::udp(sa(2, 5), sa(3, 9), b"")),
+        Err(DropReason::ConntrackFull)
+    );
+}

@@ -292,25 +292,33 @@ fn nat_reaches_the_host_only_as_egress_rules_and_the_allow_list_say() {
     );
 }
 
-#[test]
-fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
-    let weft = Weft::new();
-    let server = weft.serve(&[]);
-    deploy(&server, "http-server", examples::HTTP_SERVER);
-    let net = Net::new(&server);
-    let web = net.group(&server, json!([{ "protocol": "tcp", "ports": "80" }]));
-    let (nic, ip) = net.nic(&server, &[&web]);
-    let id = service(&server, "http-server", &["80", "A"], &[&nic], "always");
-    listening(&server, &id);
-    gateway(&server, &net.subnet, None);
+/// `http-server` as a service on a subnet with a gateway, and a TCP forward
+/// from the host's loopback to it, serving: (the forward, its address, its
+/// URL).
+fn web_behind_a_forward(server: &Served) -> (Value, String, String) {
+    deploy(server, "http-server", examples::HTTP_SERVER);
+    let net = Net::new(server);
+    let web = net.group(server, json!([{ "protocol": "tcp", "ports": "80" }]));
+    let (nic, ip) = net.nic(server, &[&web]);
+    let id = service(server, "http-server", &["80", "A"], &[&nic], "always");
+    listening(server, &id);
+    gateway(server, &net.subnet, None);
     let forward = post(
-        &server,
+        server,
         "/v1/forwards",
         json!({ "listen": "127.0.0.1:0", "to": format!("{ip}:80") }),
     );
     let listen = forward["listen"].as_str().unwrap().to_owned();
     let url = format!("http://{listen}/");
     curl_until(&url, "served by", Duration::from_secs(10));
+    (forward, listen, url)
+}
+
+#[test]
+fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
+    let weft = Weft::new();
+    let server = weft.serve(&[]);
+    let (forward, listen, url) = web_behind_a_forward(&server);
 
     // 400 connections held open: past the stated limit (256 at once) they
     // are closed at once.
@@ -340,21 +348,7 @@ fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
 fn a_connection_that_goes_quiet_through_a_forward_is_closed() {
     let weft = Weft::new();
     let server = weft.serve(&["--tcp-idle", "1s"]);
-    deploy(&server, "http-server", examples::HTTP_SERVER);
-    let net = Net::new(&server);
-    let web = net.group(&server, json!([{ "protocol": "tcp", "ports": "80" }]));
-    let (nic, ip) = net.nic(&server, &[&web]);
-    let id = service(&server, "http-server", &["80", "A"], &[&nic], "always");
-    listening(&server, &id);
-    gateway(&server, &net.subnet, None);
-    let forward = post(
-        &server,
-        "/v1/forwards",
-        json!({ "listen": "127.0.0.1:0", "to": format!("{ip}:80") }),
-    );
-    let listen = forward["listen"].as_str().unwrap().to_owned();
-    let url = format!("http://{listen}/");
-    curl_until(&url, "served by", Duration::from_secs(10));
+    let (forward, listen, url) = web_behind_a_forward(&server);
 
     // Connected, then nothing: closed by weft after the idle limit.
     let mut quiet = TcpStream::connect(&listen).unwrap();
@@ -382,17 +376,24 @@ fn a_connection_that_goes_quiet_through_a_forward_is_closed() {
     curl_until(&url, "served by", Duration::from_secs(10));
 }
 
-#[test]
-fn udp_crosses_a_forward_in_and_nat_out() {
-    // A UDP echo on the host's loopback, for the NAT half.
+/// A UDP echo server on the host's loopback, for as long as the test runs;
+/// its port.
+fn host_udp_echo() -> u16 {
     let host_echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let host_port = host_echo.local_addr().unwrap().port();
+    let port = host_echo.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         while let Ok((n, from)) = host_echo.recv_from(&mut buf) {
             let _ = host_echo.send_to(&buf[..n], from);
         }
     });
+    port
+}
+
+#[test]
+fn udp_crosses_a_forward_in_and_nat_out() {
+    // A UDP echo on the host's loopback, for the NAT half.
+    let host_port = host_udp_echo();
     let weft = Weft::new();
     let server = weft.serve(&["--egress-allow", "127.0.0.0/8"]);
     deploy(&server, "udp-echo", examples::UDP_ECHO);
@@ -444,14 +445,7 @@ fn udp_crosses_a_forward_in_and_nat_out() {
 #[test]
 fn one_guest_cannot_take_every_nat_flow_of_its_gateway() {
     // A UDP echo on the host's loopback, for the guest that comes after.
-    let host_echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let host_port = host_echo.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = host_echo.recv_from(&mut buf) {
-            let _ = host_echo.send_to(&buf[..n], from);
-        }
-    });
+    let host_port = host_udp_echo();
     let weft = Weft::new();
     let server = weft.serve(&["--egress-allow", "127.0.0.0/8"]);
     deploy(&server, "socket-hog", examples::SOCKET_HOG);

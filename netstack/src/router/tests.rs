@@ -518,16 +518,20 @@ fn hairpin_traffic_is_filtered_both_ways() {
     assert_eq!((counters.tx_packets, counters.rx_packets), (2, 2));
 }
 
-#[test]
-fn a_full_table_drops_new_flows_and_changes_nothing() {
-    let config = Config {
+/// Connection tracking tables of two flows each.
+fn tables_of_two() -> Config {
+    Config {
         conntrack: conntrack::Config {
             capacity: 2,
             ..Default::default()
         },
         ..Config::default()
-    };
-    let mut net = Net::new(config);
+    }
+}
+
+#[test]
+fn a_full_table_drops_new_flows_and_changes_nothing() {
+    let mut net = Net::new(tables_of_two());
     let (a, b, c) = (
         net.attach(2, net.open),
         net.attach(3, net.open),
@@ -572,14 +576,7 @@ fn a_full_table_drops_new_flows_and_changes_nothing() {
 
 #[test]
 fn an_untracked_port_keeps_no_table_and_the_others_still_track_their_side() {
-    let config = Config {
-        conntrack: conntrack::Config {
-            capacity: 2,
-            ..Default::default()
-        },
-        ..Config::default()
-    };
-    let mut net = Net::new(config);
+    let mut net = Net::new(tables_of_two());
     // Two instances that take nothing in, and a port that lets everything
     // through both ways (a gateway's), untracked.
     let (a, c) = (net.attach(2, net.closed), net.attach(4, net.closed));

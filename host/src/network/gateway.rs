@@ -117,7 +117,8 @@ impl GatewayCounters {
 /// At most one log line per [`LOG_EVERY`] for something a guest (or
 /// a flood of packets) can cause at will, so that it cannot fill the host's
 /// log: the rest are counted, and the next line says how many it stands
-/// for. The counters (`nat_denied`, `nat_failed`) still count each one.
+/// for. The gateway's counters (`nat_denied`, `nat_failed`, `nat_limited`)
+/// still count each one.
 pub(super) struct Throttle {
     /// At most one line per this many ms.
     every_ms: u64,

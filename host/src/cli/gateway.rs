@@ -85,7 +85,7 @@ pub async fn gateway(client: &Client, command: GatewayCommand) -> anyhow::Result
             let body = client.json("/v1/gateways").await?;
             println!(
                 "{:<16} {:<20} {:<15} {:<4} {:<8} {:>8} {:>8} STATUS",
-                "ID", "SUBNET", "IP", "NAT", "TUN", "NAT-CONN", "DENIED"
+                "ID", "SUBNET", "IP", "NAT", "TUN", "NAT-CONN", "REFUSED"
             );
             for g in body["gateways"].as_array().into_iter().flatten() {
                 let c = &g["counters"];
@@ -101,7 +101,7 @@ pub async fn gateway(client: &Client, command: GatewayCommand) -> anyhow::Result
                     },
                     g["tun"].as_str().unwrap_or("-"),
                     count(c, "nat_tcp") + count(c, "nat_udp"),
-                    count(c, "nat_denied"),
+                    count(c, "nat_denied") + count(c, "nat_limited"),
                     g["status"].as_str().unwrap_or("")
                 );
             }
@@ -150,13 +150,13 @@ pub async fn forward(client: &Client, command: ForwardCommand) -> anyhow::Result
         ForwardCommand::Ls => {
             let body = client.json("/v1/forwards").await?;
             println!(
-                "{:<17} {:<5} {:<22} {:<22} {:>6} {:>6} {:>7} STATUS",
-                "ID", "PROTO", "LISTEN", "TO", "CONNS", "ACTIVE", "REFUSED"
+                "{:<17} {:<5} {:<22} {:<22} {:>6} {:>6} {:>7} {:>5} STATUS",
+                "ID", "PROTO", "LISTEN", "TO", "CONNS", "ACTIVE", "REFUSED", "IDLE"
             );
             for f in body["forwards"].as_array().into_iter().flatten() {
                 let c = &f["counters"];
                 println!(
-                    "{:<17} {:<5} {:<22} {:<22} {:>6} {:>6} {:>7} {}",
+                    "{:<17} {:<5} {:<22} {:<22} {:>6} {:>6} {:>7} {:>5} {}",
                     f["id"].as_str().unwrap_or(""),
                     f["proto"].as_str().unwrap_or(""),
                     f["listen"].as_str().unwrap_or(""),
@@ -164,6 +164,7 @@ pub async fn forward(client: &Client, command: ForwardCommand) -> anyhow::Result
                     count(c, "connections"),
                     count(c, "active"),
                     count(c, "refused"),
+                    count(c, "idle"),
                     f["status"].as_str().unwrap_or("")
                 );
             }

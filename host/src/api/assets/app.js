@@ -1280,7 +1280,11 @@ weft.panels.register({
       const c = g.counters || {};
       const parts = [`NAT ${g.nat ? 'on' : 'off'}`];
       if (g.tun) parts.push(`TUN ${g.tun} (in ${c.tun_in || 0}, out ${c.tun_out || 0})`);
-      if (g.nat) parts.push(`${(c.nat_tcp || 0) + (c.nat_udp || 0)} NAT flows, ${c.nat_denied || 0} refused`);
+      if (g.nat) {
+        const refused = (c.nat_denied || 0) + (c.nat_limited || 0);
+        const idle = c.nat_idle ? `, ${c.nat_idle} closed idle` : '';
+        parts.push(`${(c.nat_tcp || 0) + (c.nat_udp || 0)} NAT flows, ${refused} refused${idle}`);
+      }
       return h('p', { class: 'gateway-line', 'data-gateway': g.id },
         h('span', { class: `badge ${g.status === 'up' ? 'badge-ok' : 'badge-fail'}`, title: g.status }, g.status === 'up' ? 'gateway' : 'gateway down'),
         ' ', h('span', { class: 'mono', title: g.id }, fmt.shortId(g.id)), '  ', parts.join(' · '));
@@ -1298,6 +1302,7 @@ weft.panels.register({
         h('td', { class: 'num mono' }, String(c.connections || 0)),
         h('td', { class: 'num mono' }, String(c.active || 0)),
         h('td', { class: 'num mono' }, String(c.refused || 0)),
+        h('td', { class: 'num mono', title: 'closed after carrying nothing for the idle limit' }, String(c.idle || 0)),
         h('td', { class: 'num mono' }, fmt.bytes(c.bytes_in || 0)),
         h('td', { class: 'num mono' }, fmt.bytes(c.bytes_out || 0)),
         h('td', { title: f.status }, f.status));
@@ -1307,7 +1312,7 @@ weft.panels.register({
       return h('div', { class: 'table-wrap' }, h('table', { class: 'table forwards' },
         h('thead', null, h('tr', null,
           h('th', null, 'forward'), h('th', null, 'to'), h('th', { class: 'num' }, 'conns'), h('th', { class: 'num' }, 'active'),
-          h('th', { class: 'num' }, 'refused'), h('th', { class: 'num' }, 'in'), h('th', { class: 'num' }, 'out'), h('th', null, 'status'))),
+          h('th', { class: 'num' }, 'refused'), h('th', { class: 'num' }, 'idle'), h('th', { class: 'num' }, 'in'), h('th', { class: 'num' }, 'out'), h('th', null, 'status'))),
         h('tbody', null, ...forwards.map(forwardRow))));
     }
 

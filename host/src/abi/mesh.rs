@@ -288,20 +288,19 @@ fn send_now(mut caller: Caller<'_, State>, dst: i32, tag: i32, ptr: i32, len: i3
     if len > job.max_message() {
         return Ok(errno::TOO_LARGE);
     }
-    let mut data = if len <= RING_MAX {
+    let routes = &mut member.routes;
+    if let Some(route) = routes.to.as_ref().filter(|r| r.dst() == dst)
+        && job.send_routed(member.rank, route, tag, &bytes[range.clone()])
+    {
+        return Ok(errno::OK);
+    }
+    let data = if len <= RING_MAX {
         Data::Borrowed(&bytes[range])
     } else {
         let mut buf = job.pool().take(len);
         buf.extend_from_slice(&bytes[range]);
         Data::Held(Payload::Shared(buf.into()))
     };
-    let routes = &mut member.routes;
-    if let Some(route) = routes.to.as_ref().filter(|r| r.dst() == dst) {
-        match job.send_routed(member.rank, route, tag, data) {
-            Ok(()) => return Ok(errno::OK),
-            Err(back) => data = back,
-        }
-    }
     let sent = job.try_send(member.rank, dst, tag, data);
     if sent.is_ok() && routes.to.as_ref().is_none_or(|r| r.dst() != dst) {
         routes.to = job.route(member.rank, dst);
@@ -336,15 +335,44 @@ fn recv_now(
         .from
         .as_ref()
         .filter(|r| r.src() == src && tag != MEMBERSHIP);
+    // The usual case: the next message on the lane from a named sender,
+    // straight from its ring (with `spin`, once the lane shows something).
+    // Nothing larger than two words travels between the calls. Anything
+    // else the lane shows (a message in the overflow queue or set aside,
+    // one for another tag, the ring's skip record ahead of a message not
+    // yet written) is for the full look below, which goes on spinning.
+    let mut spun = false;
+    if let Some(route) = route {
+        let mut took = job.recv_routed(me, route, tag, &mut bytes[into.clone()]);
+        if took.is_none() && spin && !route.may_hold() {
+            let looked = placement::spin(|| {
+                route
+                    .may_hold()
+                    .then(|| job.recv_routed(me, route, tag, &mut bytes[into.clone()]))
+            });
+            // A whole spin with nothing on the lane is not spun again.
+            spun = looked.is_none();
+            took = looked.flatten();
+        }
+        if let Some((found, len)) = took {
+            bytes[info_at].copy_from_slice(&info_bytes(src, found, len));
+            return Ok(errno::OK);
+        }
+    }
     let mut look = || {
         let out = &mut bytes[into.clone()];
         match route.and_then(|route| job.recv_routed(me, route, tag, out)) {
-            Some(delivered) => Ok(delivered),
+            Some((tag, len)) => Ok(Delivered::Copied {
+                src,
+                tag,
+                len,
+                buffer: None,
+            }),
             None => job.try_recv_into(me, src, tag, out),
         }
     };
     let mut received = look();
-    if spin && matches!(received, Err(MeshError::WouldBlock)) {
+    if spin && !spun && matches!(received, Err(MeshError::WouldBlock)) {
         // Between looks, watch the lane the message will come on, when it
         // is known: a few loads.
         let looked = placement::spin(|| {

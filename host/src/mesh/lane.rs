@@ -169,6 +169,25 @@ struct Cell {
     words: [AtomicU64; 8],
 }
 
+/// [`store`] of a cell's whole run of `N` words: fixed stores, with no
+/// length to check per word.
+fn store_run<const N: usize>(words: &[AtomicU64], bytes: &[u8]) {
+    let words: &[AtomicU64; N] = words.try_into().expect("N words");
+    let bytes: &[[u8; 8]; N] = bytes.as_chunks().0.try_into().expect("N words of bytes");
+    for (word, chunk) in words.iter().zip(bytes) {
+        word.store(u64::from_le_bytes(*chunk), Ordering::Relaxed);
+    }
+}
+
+/// [`load`] of a cell's whole run of `N` words.
+fn load_run<const N: usize>(words: &[AtomicU64], out: &mut [u8]) {
+    let words: &[AtomicU64; N] = words.try_into().expect("N words");
+    let out: &mut [[u8; 8]; N] = out.as_chunks_mut().0.try_into().expect("N words of bytes");
+    for (chunk, word) in out.iter_mut().zip(words) {
+        *chunk = word.load(Ordering::Relaxed).to_le_bytes();
+    }
+}
+
 /// Stores `bytes` (8 per word, the last word zero-padded).
 fn store(words: &[AtomicU64], bytes: &[u8]) {
     let whole = bytes.chunks_exact(8);
@@ -316,10 +335,9 @@ impl Lane {
         if !self.has_credit(messages) {
             return Err((data, Full::Credit));
         }
-        let data = match self.push_ring(tag, data) {
-            Ok(()) => return Ok(()),
-            Err(data) => data,
-        };
+        if self.push_ring(tag, data.as_slice()) {
+            return Ok(());
+        }
         let len = data.len();
         let mut queue = self.overflow.lock();
         if !admit(len) {
@@ -334,12 +352,11 @@ impl Lane {
 
     /// [`Lane::push`] of a message that goes into the ring now; anything
     /// else (no credit, too long for the ring, the ring full or the
-    /// overflow queue in use) comes back.
-    pub fn try_ring<'a>(&self, tag: i32, data: Data<'a>, messages: u64) -> Result<(), Data<'a>> {
-        if !self.has_credit(messages) {
-            return Err(data);
-        }
-        self.push_ring(tag, data)
+    /// overflow queue in use) does not go. Whether it went: the caller
+    /// keeps `data` either way (it is written from where it lies, not
+    /// moved through the calls).
+    pub fn try_ring(&self, tag: i32, data: &[u8], messages: u64) -> bool {
+        self.has_credit(messages) && self.push_ring(tag, data)
     }
 
     /// Whether the sender has fewer than `messages` queued; it reads the
@@ -360,11 +377,11 @@ impl Lane {
     }
 
     /// Writes a message into the ring if it is short enough, the ring has
-    /// room and the overflow queue is empty; else gives it back.
-    fn push_ring<'a>(&self, tag: i32, data: Data<'a>) -> Result<(), Data<'a>> {
+    /// room and the overflow queue is empty; whether it did.
+    fn push_ring(&self, tag: i32, data: &[u8]) -> bool {
         let len = data.len();
         if len > RING_MAX || self.overflowing() {
-            return Err(data);
+            return false;
         }
         let sent = &self.sent;
         let head = sent.head.load(Ordering::Relaxed);
@@ -380,7 +397,7 @@ impl Lane {
             tail = self.taken.tail.load(Ordering::Acquire);
             sent.tail_seen.store(tail, Ordering::Relaxed);
             if !fits(tail) {
-                return Err(data);
+                return false;
             }
         }
         if skip > 0 {
@@ -388,10 +405,10 @@ impl Lane {
             cell.words[1].store(SKIP, Ordering::Relaxed);
             cell.words[0].store(head + 1, Ordering::Release);
         }
-        self.write(head + skip, tag, data.as_slice());
+        self.write(head + skip, tag, data);
         sent.head.store(head + skip + need, Ordering::Relaxed);
         self.count_sent(len);
-        Ok(())
+        true
     }
 
     fn count_sent(&self, len: usize) {
@@ -403,13 +420,25 @@ impl Lane {
     /// one last, and publishes it.
     fn write(&self, position: u64, tag: i32, data: &[u8]) {
         let (first, rest) = data.split_at(data.len().min(FIRST));
-        for (k, chunk) in rest.chunks(MORE).enumerate() {
-            let cell = self.cell(position + 1 + k as u64);
+        let mut whole = rest.chunks_exact(MORE);
+        let mut next = position + 1;
+        for chunk in whole.by_ref() {
+            let cell = self.cell(next);
             cell.words[0].store(0, Ordering::Relaxed);
-            store(&cell.words[1..], chunk);
+            store_run::<{ MORE / 8 }>(&cell.words[1..], chunk);
+            next += 1;
+        }
+        if !whole.remainder().is_empty() {
+            let cell = self.cell(next);
+            cell.words[0].store(0, Ordering::Relaxed);
+            store(&cell.words[1..], whole.remainder());
         }
         let cell = self.cell(position);
-        store(&cell.words[2..], first);
+        if first.len() == FIRST {
+            store_run::<{ FIRST / 8 }>(&cell.words[2..], first);
+        } else {
+            store(&cell.words[2..], first);
+        }
         let meta = u64::from(tag as u32) | (data.len() as u64) << 32;
         cell.words[1].store(meta, Ordering::Relaxed);
         cell.words[0].store(position + 1, Ordering::Release);
@@ -454,10 +483,27 @@ impl Lane {
     /// length) and moves past it (receiver).
     pub fn take_into(&self, out: &mut [u8]) {
         let tail = self.taken.tail.load(Ordering::Relaxed);
+        // Ask for every line of the message at once (loads that depend on
+        // nothing, so they are all in flight together); the copy below
+        // then finds them arriving instead of fetching one at a time.
+        for k in 1..cells(out.len()) {
+            std::hint::black_box(self.cell(tail + k).words[0].load(Ordering::Relaxed));
+        }
         let (first, rest) = out.split_at_mut(out.len().min(FIRST));
-        load(&self.cell(tail).words[2..], first);
-        for (k, chunk) in rest.chunks_mut(MORE).enumerate() {
-            load(&self.cell(tail + 1 + k as u64).words[1..], chunk);
+        if first.len() == FIRST {
+            load_run::<{ FIRST / 8 }>(&self.cell(tail).words[2..], first);
+        } else {
+            load(&self.cell(tail).words[2..], first);
+        }
+        let mut whole = rest.chunks_exact_mut(MORE);
+        let mut next = tail + 1;
+        for chunk in whole.by_ref() {
+            load_run::<{ MORE / 8 }>(&self.cell(next).words[1..], chunk);
+            next += 1;
+        }
+        let last = whole.into_remainder();
+        if !last.is_empty() {
+            load(&self.cell(next).words[1..], last);
         }
         self.taken
             .tail

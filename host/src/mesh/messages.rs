@@ -5,7 +5,7 @@
 
 use super::job::Shared;
 use super::lane::bump;
-use super::mailbox::{Data, Delivered, Parcel, Payload, Received};
+use super::mailbox::{Data, Delivered, OnLane, Parcel, Payload, Received};
 use super::{MeshError, Route};
 use crate::network::Wait;
 use weft_abi::mesh::ANY;
@@ -140,47 +140,42 @@ impl Shared {
     }
 
     /// [`Shared::try_send`] from `src` along `route`, resolved before: the
-    /// usual case, a message that goes into the lane's ring now. Anything
-    /// else comes back for `try_send` to answer.
-    pub(crate) fn send_routed<'a>(
-        &self,
-        src: i32,
-        route: &Route,
-        tag: i32,
-        data: Data<'a>,
-    ) -> Result<(), Data<'a>> {
+    /// usual case, a message that goes into the lane's ring now. Whether
+    /// it went; anything else is left for `try_send` to answer.
+    pub(crate) fn send_routed(&self, src: i32, route: &Route, tag: i32, data: &[u8]) -> bool {
         if self.cancel.is_cancelled() {
-            return Err(data);
+            return false;
         }
         // The route's destination was checked when it was made.
         let Ok(len) = self.check_message(tag, data.len()) else {
-            return Err(data);
+            return false;
         };
-        route.mailbox.send_on(&route.lane, tag, data)?;
+        if !route.mailbox.send_on(&route.lane, tag, data) {
+            return false;
+        }
         self.count_sent(src, route.dst(), len);
-        Ok(())
+        true
     }
 
     /// [`Shared::try_recv_into`] for `me` along `route`, resolved before:
     /// the usual case, the lane's next message matching `tag` and in its
-    /// ring. `None` when `try_recv_into` must answer.
+    /// ring. The message's tag and length, now in `out`; `None` when
+    /// `try_recv_into` must answer.
     pub(crate) fn recv_routed(
         &self,
         me: i32,
         route: &Route,
         tag: i32,
         out: &mut [u8],
-    ) -> Option<Delivered> {
+    ) -> Option<(i32, usize)> {
         if self.cancel.is_cancelled() {
             return None;
         }
-        let Ok(delivered) = route.mailbox.take_on(&route.lane, tag, out)? else {
+        let OnLane::Took { tag, len } = route.mailbox.take_on(&route.lane, tag, out) else {
             return None;
         };
-        if let Delivered::Copied { len, .. } = delivered {
-            self.count_one_received(me, len);
-        }
-        Some(delivered)
+        self.count_one_received(me, len as usize);
+        Some((tag, len as usize))
     }
 
     /// `error`, or `Cancelled` when the job was stopped meanwhile: a peer

@@ -31,7 +31,7 @@ mod tests;
 mod wait;
 
 pub use super::lane::{Data, Parcel, Payload};
-pub use receive::Delivered;
+pub use receive::{Delivered, OnLane};
 
 use super::MeshError;
 use super::lane::{Lane, Padded, Queued};

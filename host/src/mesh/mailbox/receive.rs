@@ -54,9 +54,19 @@ impl Mailbox {
         }
         if src != ANY
             && let Some(lane) = self.lane(src)
-            && let Some(looked) = self.take_on(lane, tag, out)
         {
-            return looked;
+            match self.take_on(lane, tag, out) {
+                OnLane::Took { tag, len } => {
+                    return Ok(Delivered::Copied {
+                        src,
+                        tag,
+                        len: len as usize,
+                        buffer: None,
+                    });
+                }
+                OnLane::Empty => return self.nothing(),
+                OnLane::Further => {}
+            }
         }
         let cap = out.len();
         self.take_from(&mut self.consumer(), src, tag, cap)
@@ -68,30 +78,26 @@ impl Mailbox {
     /// aside (so the lane's next message is the oldest from its sender),
     /// and that message in the ring. Takes no lock (the owner alone reads
     /// the lane). `None` when the full receive must look further.
-    pub fn take_on(
-        &self,
-        lane: &Lane,
-        tag: i32,
-        out: &mut [u8],
-    ) -> Option<Result<Delivered, MeshError>> {
+    ///
+    /// Its answer is small enough to come back in registers: this is the
+    /// path of every message of a ping-pong.
+    pub fn take_on(&self, lane: &Lane, tag: i32, out: &mut [u8]) -> OnLane {
         if self.set_aside.load(Ordering::Relaxed) != 0 || self.dropped.load(Ordering::Acquire) {
-            return None;
+            return OnLane::Further;
         }
         match lane.peek() {
             Some((found, len)) if (tag == ANY || tag == found) && len <= out.len() => {
                 lane.take_into(&mut out[..len]);
                 lane.consumed(len);
                 wake(&self.room, &self.senders, &self.light);
-                Some(Ok(Delivered::Copied {
-                    src: lane.src(),
+                OnLane::Took {
                     tag: found,
-                    len,
-                    buffer: None,
-                }))
+                    len: len as u32,
+                }
             }
             // Nothing in the ring, nor behind it.
-            None if !lane.overflowing() => Some(self.nothing()),
-            _ => None,
+            None if !lane.overflowing() => OnLane::Empty,
+            _ => OnLane::Further,
         }
     }
 
@@ -320,6 +326,18 @@ impl Mailbox {
         };
         waiting(attempt, wait, started, cancel).await
     }
+}
+
+/// What [`Mailbox::take_on`] found on a lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnLane {
+    /// A message with `tag`, `len` bytes, now in the caller's buffer.
+    Took { tag: i32, len: u32 },
+    /// Nothing in the lane's ring, nor behind it.
+    Empty,
+    /// The full receive must look further (something set aside, the next
+    /// message for another tag, too long, or in the overflow queue).
+    Further,
 }
 
 /// What a receive into the caller's buffer found.

@@ -56,14 +56,13 @@ impl Mailbox {
     /// [`Mailbox::try_send`] on `lane`, the sender's lane here, resolved
     /// before: only a message that goes into the lane's ring now. Anything
     /// else (the mailbox closed, no room, a long message, the overflow
-    /// queue in use) comes back for `try_send` to decide.
-    pub fn send_on<'a>(&self, lane: &Lane, tag: i32, data: Data<'a>) -> Result<(), Data<'a>> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(data);
+    /// queue in use) is left for `try_send` to decide. Whether it went.
+    pub fn send_on(&self, lane: &Lane, tag: i32, data: &[u8]) -> bool {
+        if self.closed.load(Ordering::Acquire) || !lane.try_ring(tag, data, self.messages()) {
+            return false;
         }
-        lane.try_ring(tag, data, self.messages())?;
         wake(&self.arrived, &self.receivers, &self.light);
-        Ok(())
+        true
     }
 
     /// Messages a sender may have queued here.

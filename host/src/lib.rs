@@ -55,6 +55,7 @@ pub mod api;
 pub mod chain;
 pub mod cli;
 pub mod dev;
+pub mod limit;
 pub mod mesh;
 pub mod metrics;
 pub mod network;

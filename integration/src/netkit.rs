@@ -5,6 +5,8 @@
 use crate::Served;
 use crate::http::Request;
 use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// POSTs JSON; panics unless it succeeds; returns the answer.
@@ -186,4 +188,32 @@ pub fn curl_until(url: &str, needle: &str, within: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A TCP connection to `to` from `source`, an address of the loopback
+/// block (`127.0.0.2` and so on): another client, as far as the server
+/// can tell, without leaving the host.
+pub fn connect_from(source: [u8; 4], to: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((source, 0).into())?;
+        socket.connect(to).await?.into_std()
+    })?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Sends `request` (a whole HTTP/1.0 request) on `stream` and reads the
+/// answer to its end.
+pub fn exchange(mut stream: TcpStream, request: &str) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
 }

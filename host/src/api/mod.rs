@@ -26,6 +26,7 @@ mod observe;
 pub mod openapi;
 mod services;
 
+use crate::limit::{LOG_EVERY, Quota, Throttle};
 use crate::node::Node;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -65,6 +66,10 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one client address holds at once: past it, a new one
+    /// is answered with 503 and closed, so that one client cannot take
+    /// every connection from the others.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +83,7 @@ impl Default for ServeConfig {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(330),
             max_connections: 1024,
+            max_connections_per_client: 256,
         }
     }
 }
@@ -307,6 +313,8 @@ impl Server {
         use hyper_util::rt::{TokioIo, TokioTimer};
         let max = self.config.max_connections;
         let connections = Arc::new(Semaphore::new(max));
+        let clients = Quota::new(self.config.max_connections_per_client);
+        let refusals = Throttle::new(LOG_EVERY);
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let service = hyper_util::service::TowerToHyperService::new(self.router);
         let mut shutdown = std::pin::pin!(shutdown);
@@ -315,7 +323,7 @@ impl Server {
                 permit = connections.clone().acquire_owned() => permit.expect("never closed"),
                 () = &mut shutdown => break,
             };
-            let (stream, _peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -327,6 +335,17 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            let Some(place) = clients.take(peer.ip()) else {
+                refuse_connection(&stream, clients.limit());
+                if let Some(skipped) = refusals.admit() {
+                    tracing::warn!(
+                        "refused a connection from {}: it holds {} already ({skipped} more refused since the last such line)",
+                        peer.ip(),
+                        clients.limit()
+                    );
+                }
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -336,7 +355,7 @@ impl Server {
                 .with_upgrades();
             let mut stop = stop.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _held = (permit, place);
                 let mut connection = std::pin::pin!(connection);
                 let result = tokio::select! {
                     result = connection.as_mut() => result,
@@ -363,4 +382,24 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// Answers a connection past its client's share with a 503 and closes
+/// it, without reading its request: one write that never waits (a client
+/// that reads nothing gets a closed connection instead).
+fn refuse_connection(stream: &tokio::net::TcpStream, limit: usize) {
+    let body = serde_json::json!({
+        "error": {
+            "code": "busy",
+            "message": format!(
+                "this client holds {limit} connections to weft already; close one or reuse it (keep-alive)"
+            ),
+        }
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
 }

@@ -27,6 +27,15 @@ pub struct ServerFlags {
     #[arg(long = "allow-host", value_name = "NAME")]
     allow_hosts: Vec<String>,
 
+    /// API connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_connections: usize,
+
+    /// API connections one client address holds at once; past that, a new
+    /// one is answered with 503 and closed.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_connections_per_client: usize,
+
     /// Instances that may run at once; more are answered with 503.
     #[arg(long, default_value_t = 256, value_name = "N")]
     max_running: usize,
@@ -101,6 +110,8 @@ impl ServerFlags {
             allow_hosts: self.allow_hosts.clone(),
             max_input: self.max_input as usize,
             request_timeout: self.max_timeout + Duration::from_secs(30),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_client: self.max_connections_per_client.max(1),
             ..ServeConfig::default()
         };
         let server = Server::bind(node.clone(), config).await?;

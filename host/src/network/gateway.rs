@@ -38,6 +38,7 @@ pub use nat::TCP_IDLE;
 
 use super::sockets;
 use super::{Inner, Network, NetworkError, invalid, not_found};
+use crate::limit::{LOG_EVERY, Quota, Throttle};
 use crate::store::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -114,59 +115,6 @@ impl GatewayCounters {
     }
 }
 
-/// At most one log line per [`LOG_EVERY`] for something a guest (or
-/// a flood of packets) can cause at will, so that it cannot fill the host's
-/// log: the rest are counted, and the next line says how many it stands
-/// for. The gateway's counters (`nat_denied`, `nat_failed`, `nat_limited`)
-/// still count each one.
-pub(super) struct Throttle {
-    /// At most one line per this many ms.
-    every_ms: u64,
-    /// When the next line may be written: ms since [`Throttle::origin`].
-    next_ms: AtomicU64,
-    /// Lines not written since the last one.
-    skipped: AtomicU64,
-}
-
-/// How often a throttled line may be written.
-pub(super) const LOG_EVERY: Duration = Duration::from_secs(10);
-
-impl Throttle {
-    pub(super) const fn new(every: Duration) -> Throttle {
-        Throttle {
-            every_ms: every.as_millis() as u64,
-            next_ms: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-        }
-    }
-
-    fn origin() -> std::time::Instant {
-        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        *ORIGIN.get_or_init(std::time::Instant::now)
-    }
-
-    /// `Some(lines skipped before this one)` when a line may be written now.
-    pub(super) fn admit(&self) -> Option<u64> {
-        let now = Throttle::origin().elapsed().as_millis() as u64;
-        let next = self.next_ms.load(Ordering::Relaxed);
-        if now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now + self.every_ms,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            return Some(self.skipped.swap(0, Ordering::Relaxed));
-        }
-        self.skipped.fetch_add(1, Ordering::Relaxed);
-        None
-    }
-}
-
 pub(super) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -195,7 +143,7 @@ pub(super) struct Port {
     tun: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     counters: Arc<GatewayCounters>,
     /// NAT destinations each guest address holds open.
-    quota: Arc<nat::Quota>,
+    quota: Arc<Quota<Ipv4Addr>>,
 }
 
 /// Gateways' and forwards' running parts, beside the network's lock.
@@ -410,7 +358,7 @@ impl Network {
                             nat: gateway.nat,
                             tun: tx,
                             counters,
-                            quota: Default::default(),
+                            quota: Quota::new(nat::FLOWS_PER_SOURCE),
                         },
                     );
                     None
@@ -696,22 +644,4 @@ pub fn parse_allow(text: &str) -> Result<Cidr, String> {
     }
     text.parse::<Cidr>()
         .map_err(|e| format!("`{text}` is not an IPv4 block (10.0.0.0/8) or address: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Throttle;
-    use std::time::Duration;
-
-    #[test]
-    fn a_throttled_line_is_written_once_per_period_and_counts_the_rest() {
-        let throttle = Throttle::new(Duration::from_secs(1));
-        assert_eq!(throttle.admit(), Some(0));
-        for _ in 0..1000 {
-            assert_eq!(throttle.admit(), None);
-        }
-        std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(throttle.admit(), Some(1000));
-        assert_eq!(throttle.admit(), None);
-    }
 }

@@ -12,7 +12,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use weft_integration::http::Request;
 use weft_integration::netkit::{
-    Net, curl, curl_until, deploy, eventually, fetch, finish, listening, post, service,
+    Net, connect_from, curl, curl_until, deploy, eventually, fetch, finish, listening, post,
+    service,
 };
 use weft_integration::{Served, Weft, examples, in_netns};
 
@@ -320,10 +321,12 @@ fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
     let server = weft.serve(&[]);
     let (forward, listen, url) = web_behind_a_forward(&server);
 
-    // 400 connections held open: past the stated limit (256 at once) they
-    // are closed at once.
-    let flood: Vec<TcpStream> = (0..400)
-        .filter_map(|_| TcpStream::connect(&listen).ok())
+    // 400 connections held open, 100 from each of four clients (within
+    // each one's share): past the stated limit (256 at once) they are
+    // closed at once.
+    let to = listen.parse().unwrap();
+    let flood: Vec<TcpStream> = (0..400u32)
+        .filter_map(|n| connect_from([127, 0, 0, 1 + (n % 4) as u8], to).ok())
         .collect();
     assert_eq!(flood.len(), 400);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -332,6 +335,7 @@ fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
         let counters = server.get(&path).json()["counters"].clone();
         if counters["refused"].as_u64().unwrap() >= 400 - 256 {
             assert!(counters["active"].as_u64().unwrap() <= 256, "{counters}");
+            assert_eq!(counters["limited"], 0, "{counters}");
             break;
         }
         assert!(Instant::now() < deadline, "{counters}");
@@ -341,6 +345,47 @@ fn a_flood_of_connections_to_a_forward_is_held_to_its_limit() {
     assert_eq!(server.get("/v1/health").status, 200);
     drop(flood);
     // And once the flood is gone, the forward serves again.
+    curl_until(&url, "served by", Duration::from_secs(30));
+}
+
+#[test]
+fn one_client_cannot_take_a_whole_forward() {
+    let weft = Weft::new();
+    let server = weft.serve(&[]);
+    let (forward, listen, url) = web_behind_a_forward(&server);
+    let to = listen.parse().unwrap();
+
+    // One client holds 200 connections open: half the forward (128) is
+    // its share, and the rest are closed at once.
+    let hog: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(&listen).ok())
+        .collect();
+    assert_eq!(hog.len(), 200);
+    let path = format!("/v1/forwards/{}", forward["id"].as_str().unwrap());
+    let counters = eventually(Duration::from_secs(10), || {
+        let counters = server.get(&path).json()["counters"].clone();
+        (counters["limited"] == 72).then_some(counters)
+    });
+    assert_eq!(counters["refused"], 72, "{counters}");
+    assert!(counters["active"].as_u64().unwrap() <= 128, "{counters}");
+    // Another client is carried meanwhile: not closed at once, as a
+    // refused one is, and not counted refused. (`http-server` serves one
+    // connection at a time, so it would answer only once the held ones
+    // time out.)
+    let mut other = connect_from([127, 0, 0, 2], to).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let read = other.read(&mut [0u8; 16]);
+    assert!(
+        matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "{read:?}"
+    );
+    let counters = server.get(&path).json()["counters"].clone();
+    assert_eq!(counters["refused"], 72, "{counters}");
+    // And the first, once it lets go.
+    drop(other);
+    drop(hog);
     curl_until(&url, "served by", Duration::from_secs(30));
 }
 
@@ -390,32 +435,73 @@ fn host_udp_echo() -> u16 {
     port
 }
 
+/// `udp-echo` as a service on a subnet with a gateway, and a UDP forward
+/// from the host's loopback to it: (the subnet, the forward).
+fn udp_echo_behind_a_forward(server: &Served) -> (Net, Value) {
+    deploy(server, "udp-echo", examples::UDP_ECHO);
+    let net = Net::new(server);
+    let open = net.group(server, json!([{ "protocol": "udp", "ports": "7" }]));
+    let (nic, ip) = net.nic(server, &[&open]);
+    let echo = service(server, "udp-echo", &[], &[&nic], "always");
+    listening(server, &echo);
+    gateway(server, &net.subnet, None);
+    let forward = post(
+        server,
+        "/v1/forwards",
+        json!({ "listen": "127.0.0.1:0", "to": format!("{ip}:7"), "proto": "udp" }),
+    );
+    (net, forward)
+}
+
+/// A UDP socket on `source` (a loopback address), connected to `forward`.
+fn udp_client(source: [u8; 4], forward: &Value) -> std::net::UdpSocket {
+    let client = std::net::UdpSocket::bind(std::net::SocketAddr::from((source, 0))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    client.connect(forward["listen"].as_str().unwrap()).unwrap();
+    client
+}
+
+#[test]
+fn one_client_cannot_take_every_udp_place_of_a_forward() {
+    let weft = Weft::new();
+    let server = weft.serve(&[]);
+    let (_net, forward) = udp_echo_behind_a_forward(&server);
+    // One client address sends from 140 ports: 128 (half the forward)
+    // are carried, the rest refused.
+    let ports: Vec<_> = (0..140)
+        .map(|_| udp_client([127, 0, 0, 1], &forward))
+        .collect();
+    for port in &ports {
+        port.send(b"hello").unwrap();
+    }
+    let path = format!("/v1/forwards/{}", forward["id"].as_str().unwrap());
+    let counters = eventually(Duration::from_secs(10), || {
+        let counters = server.get(&path).json()["counters"].clone();
+        (counters["limited"] == 12).then_some(counters)
+    });
+    assert_eq!(counters["refused"], 12, "{counters}");
+    assert_eq!(counters["active"], 128, "{counters}");
+    // Another client is carried meanwhile.
+    let other = udp_client([127, 0, 0, 2], &forward);
+    other.send(b"from another").unwrap();
+    let mut buf = [0u8; 64];
+    let got = other.recv(&mut buf).expect("the echo through the forward");
+    assert_eq!(&buf[..got], b"from another");
+}
+
 #[test]
 fn udp_crosses_a_forward_in_and_nat_out() {
     // A UDP echo on the host's loopback, for the NAT half.
     let host_port = host_udp_echo();
     let weft = Weft::new();
     let server = weft.serve(&["--egress-allow", "127.0.0.0/8"]);
-    deploy(&server, "udp-echo", examples::UDP_ECHO);
     deploy(&server, "echo-client", examples::ECHO_CLIENT);
-    let net = Net::new(&server);
-    let open = net.group(&server, json!([{ "protocol": "udp", "ports": "7" }]));
-    let (nic, ip) = net.nic(&server, &[&open]);
-    let echo = service(&server, "udp-echo", &[], &[&nic], "always");
-    listening(&server, &echo);
-    gateway(&server, &net.subnet, None);
+    let (net, forward) = udp_echo_behind_a_forward(&server);
 
     // In: a host UDP client through a forward.
-    let forward = post(
-        &server,
-        "/v1/forwards",
-        json!({ "listen": "127.0.0.1:0", "to": format!("{ip}:7"), "proto": "udp" }),
-    );
-    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    client.connect(forward["listen"].as_str().unwrap()).unwrap();
+    let client = udp_client([127, 0, 0, 1], &forward);
     for n in 0..20 {
         let message = format!("datagram {n}");
         client.send(message.as_bytes()).unwrap();

@@ -1,8 +1,9 @@
 //! `weft serve` and the HTTP API, against the real binary on loopback.
 
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use weft_integration::http::{EventStream, Request};
-use weft_integration::netkit::eventually;
+use weft_integration::netkit::{connect_from, eventually, exchange};
 use weft_integration::{Weft, examples, large_module_wat};
 
 fn wasm(path: &str) -> Vec<u8> {
@@ -257,6 +258,43 @@ fn past_the_running_cap_requests_are_refused_not_queued() {
     assert!(
         metrics.contains("weft_invocations_busy_total 1"),
         "{metrics}"
+    );
+}
+
+#[test]
+fn one_client_holding_its_share_of_connections_gets_a_503_and_others_get_in() {
+    let weft = Weft::new();
+    let server = weft.serve(&["--max-connections-per-client", "4"]);
+    // Four connections held open, quiet: this client's whole share.
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // Its next one is answered at once, with the reason.
+    let refused = eventually(Duration::from_secs(10), || {
+        let answer = server.get("/v1/health");
+        (answer.status == 503).then_some(answer)
+    });
+    assert_eq!(refused.json()["error"]["code"], "busy");
+    assert!(
+        refused.text().contains("holds 4 connections"),
+        "{}",
+        refused.text()
+    );
+    // Another client gets in meanwhile.
+    let request = format!("GET /v1/health HTTP/1.0\r\nHost: {}\r\n\r\n", server.addr);
+    let other = exchange(connect_from([127, 0, 0, 2], server.addr).unwrap(), &request);
+    assert!(other.starts_with("HTTP/1.0 200"), "{other}");
+    // And the first, once it lets one go.
+    drop(held);
+    eventually(Duration::from_secs(10), || {
+        (server.get("/v1/health").status == 200).then_some(())
+    });
+    assert!(
+        server
+            .stderr()
+            .contains("refused a connection from 127.0.0.1"),
+        "{}",
+        server.stderr()
     );
 }
 

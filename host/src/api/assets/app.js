@@ -1301,7 +1301,7 @@ weft.panels.register({
         h('td', { class: 'mono strong' }, f.to),
         h('td', { class: 'num mono' }, String(c.connections || 0)),
         h('td', { class: 'num mono' }, String(c.active || 0)),
-        h('td', { class: 'num mono' }, String(c.refused || 0)),
+        h('td', { class: 'num mono', title: `${c.limited || 0} of them from a client holding its share` }, String(c.refused || 0)),
         h('td', { class: 'num mono', title: 'closed after carrying nothing for the idle limit' }, String(c.idle || 0)),
         h('td', { class: 'num mono' }, fmt.bytes(c.bytes_in || 0)),
         h('td', { class: 'num mono' }, fmt.bytes(c.bytes_out || 0)),

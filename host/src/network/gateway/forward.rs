@@ -6,11 +6,13 @@
 //! client address. The target is an address, not an instance: whoever
 //! holds the record holding it gets the traffic, and that instance's
 //! ingress rules decide. At most [`MAX_CONNECTIONS`] connections (or UDP
-//! clients) per forward at once; past that a new connection is closed at
-//! once and counted as refused, and the others carry on.
+//! clients) per forward at once, and at most [`PER_CLIENT`] of them from
+//! one client address; past either, a new connection is closed at once
+//! and counted as refused, and the others carry on.
 
 use super::nat::{CONNECT_TIMEOUT, UDP_IDLE, splice};
 use super::{Network, NetworkError, invalid, not_found};
+use crate::limit::Quota;
 use crate::network::Wait;
 use crate::network::sockets::GuestNet;
 use crate::store::Kind;
@@ -23,6 +25,11 @@ use std::time::Duration;
 
 /// Connections (TCP) or clients (UDP) one forward carries at once, at most.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Connections (TCP) or client ports (UDP) one client address holds on
+/// one forward at once, at most: half of [`MAX_CONNECTIONS`], so that a
+/// client opening connections and holding them (or sending from every
+/// port it has) cannot take a forward from everyone else.
+pub const PER_CLIENT: usize = MAX_CONNECTIONS / 2;
 /// The kernel's queue of connections not yet accepted: room for a burst
 /// well past [`MAX_CONNECTIONS`], so that past the limit a client is
 /// refused by weft (and counted) rather than left waiting by the kernel.
@@ -83,8 +90,11 @@ pub struct ForwardCounters {
     pub connections: AtomicU64,
     /// Carried now.
     pub active: AtomicU64,
-    /// Refused: over [`MAX_CONNECTIONS`].
+    /// Refused: over [`MAX_CONNECTIONS`], or from a client holding
+    /// [`PER_CLIENT`] already.
     pub refused: AtomicU64,
+    /// Of those refused, the ones whose client held [`PER_CLIENT`].
+    pub limited: AtomicU64,
     /// The instance could not be reached (no gateway, nobody holds the
     /// address, refused, timed out).
     pub failed: AtomicU64,
@@ -104,6 +114,7 @@ impl ForwardCounters {
             "connections": get(&self.connections),
             "active": get(&self.active),
             "refused": get(&self.refused),
+            "limited": get(&self.limited),
             "failed": get(&self.failed),
             "idle": get(&self.idle),
             "bytes_in": get(&self.bytes_in),
@@ -311,10 +322,11 @@ async fn serve_tcp(
     counters: Arc<ForwardCounters>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let clients = Quota::new(PER_CLIENT);
     // Connection tasks end with the forward.
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of descriptors, or the like: back off and carry on.
@@ -324,11 +336,21 @@ async fn serve_tcp(
             }
         };
         while tasks.try_join_next().is_some() {}
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            let _ = stream.set_zero_linger();
-            drop(stream);
-            continue;
+        let held = clients
+            .take(peer.ip())
+            .ok_or(Refused::Client)
+            .and_then(|place| match slots.clone().try_acquire_owned() {
+                Ok(slot) => Ok((slot, place)),
+                Err(_) => Err(Refused::Full),
+            });
+        let held = match held {
+            Ok(held) => held,
+            Err(why) => {
+                refuse(&counters, why);
+                let _ = stream.set_zero_linger();
+                drop(stream);
+                continue;
+            }
         };
         let Some(net) = gateway_net(&network, to) else {
             counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -336,7 +358,7 @@ async fn serve_tcp(
         };
         let counters = counters.clone();
         tasks.spawn(async move {
-            let _slot = slot;
+            let _held = held;
             counters.active.fetch_add(1, Ordering::Relaxed);
             match net.tcp_connect(to, Wait::For(CONNECT_TIMEOUT)).await {
                 Ok(conn) => {
@@ -363,6 +385,22 @@ async fn serve_tcp(
     }
 }
 
+/// Why a forward refused a connection (or UDP client).
+#[derive(Clone, Copy, Debug)]
+enum Refused {
+    /// The forward carries [`MAX_CONNECTIONS`].
+    Full,
+    /// Its client holds [`PER_CLIENT`].
+    Client,
+}
+
+fn refuse(counters: &ForwardCounters, why: Refused) {
+    counters.refused.fetch_add(1, Ordering::Relaxed);
+    if let Refused::Client = why {
+        counters.limited.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve_udp(
     network: Weak<Network>,
     socket: tokio::net::UdpSocket,
@@ -372,6 +410,7 @@ async fn serve_udp(
     let socket = Arc::new(socket);
     // Client address → the gateway socket carrying it.
     let clients: Arc<Mutex<HashMap<SocketAddr, i32>>> = Arc::default();
+    let ports = Quota::new(PER_CLIENT);
     let mut tasks = tokio::task::JoinSet::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -392,10 +431,14 @@ async fn serve_udp(
         let handle = match known {
             Some(handle) => handle,
             None if tasks.len() >= MAX_CONNECTIONS => {
-                counters.refused.fetch_add(1, Ordering::Relaxed);
+                refuse(&counters, Refused::Full);
                 continue;
             }
             None => {
+                let Some(place) = ports.take(client.ip()) else {
+                    refuse(&counters, Refused::Client);
+                    continue;
+                };
                 let Ok(handle) = net
                     .udp_bind(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
                     .await
@@ -416,6 +459,7 @@ async fn serve_udp(
                     counters.clone(),
                 );
                 tasks.spawn(async move {
+                    let _place = place;
                     while let Ok((data, _)) =
                         net.udp_recv_from(handle, 65_536, Wait::For(UDP_IDLE)).await
                     {

@@ -10,12 +10,13 @@
 //! [`UDP_IDLE`] without traffic.
 
 use super::{GatewayCounters, bump};
+use crate::limit::{Held, LOG_EVERY, Throttle};
 use crate::network::sockets::GuestNet;
 use crate::network::{Network, Wait};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -44,47 +45,6 @@ const CHUNK: usize = 64 * 1024;
 /// all from the others on its subnet.
 pub const FLOWS_PER_SOURCE: usize = 256;
 
-/// How many NAT destinations each guest address holds open on one
-/// gateway; a [`Held`] gives its place back when its job ends.
-#[derive(Debug, Default)]
-pub(crate) struct Quota(Mutex<HashMap<Ipv4Addr, usize>>);
-
-impl Quota {
-    /// A place for one more destination opened by `source`; `None` past
-    /// [`FLOWS_PER_SOURCE`].
-    pub(crate) fn take(self: &Arc<Quota>, source: Ipv4Addr) -> Option<Held> {
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(source).or_default();
-        if *count >= FLOWS_PER_SOURCE {
-            return None;
-        }
-        *count += 1;
-        Some(Held {
-            quota: self.clone(),
-            source,
-        })
-    }
-}
-
-/// One destination's place in a [`Quota`].
-#[derive(Debug)]
-pub(crate) struct Held {
-    quota: Arc<Quota>,
-    source: Ipv4Addr,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let mut held = self.quota.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.source);
-            }
-        }
-    }
-}
-
 /// A destination a guest opened, bound on the gateway's endpoint.
 #[derive(Debug)]
 pub(crate) struct Job {
@@ -100,7 +60,7 @@ pub(crate) struct Job {
     pub counters: Arc<GatewayCounters>,
     /// Its place in the opening guest's quota, given back when the job
     /// (and so this) is dropped.
-    pub _place: Held,
+    pub _place: Held<Ipv4Addr>,
 }
 
 /// Runs the jobs the pump queues, until the network goes.
@@ -142,7 +102,7 @@ async fn tcp(net: GuestNet, job: Job) {
                         Ok(Err(error)) => error.to_string(),
                         _ => "timed out".to_owned(),
                     };
-                    static FAILED: super::Throttle = super::Throttle::new(super::LOG_EVERY);
+                    static FAILED: Throttle = Throttle::new(LOG_EVERY);
                     if let Some(skipped) = FAILED.admit() {
                         tracing::info!(%target, skipped, "NAT: cannot connect on the host: {why}");
                     }

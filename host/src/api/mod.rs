@@ -385,8 +385,8 @@ impl Server {
 }
 
 /// Answers a connection past its client's share with a 503 and closes
-/// it, without reading its request: one write that never waits (a client
-/// that reads nothing gets a closed connection instead).
+/// it, without reading its request: one write into the new connection's
+/// empty send buffer, which never waits.
 fn refuse_connection(stream: &tokio::net::TcpStream, limit: usize) {
     let body = serde_json::json!({
         "error": {

@@ -77,7 +77,8 @@ impl Mailbox {
     /// with `tag` from `lane`'s sender, in the usual case: nothing set
     /// aside (so the lane's next message is the oldest from its sender),
     /// and that message in the ring. Takes no lock (the owner alone reads
-    /// the lane). `None` when the full receive must look further.
+    /// the lane). [`OnLane::Further`] when the full receive must look
+    /// further.
     ///
     /// Its answer is small enough to come back in registers: this is the
     /// path of every message of a ping-pong.

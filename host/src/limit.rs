@@ -50,12 +50,6 @@ impl<K: Hash + Eq + Copy> Quota<K> {
             key,
         })
     }
-
-    /// Places `key` holds now.
-    pub fn holding(&self, key: K) -> usize {
-        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.get(&key).copied().unwrap_or(0)
-    }
 }
 
 /// One place in a [`Quota`], given back when dropped.
@@ -144,7 +138,8 @@ mod tests {
         assert!(quota.take('a').is_none(), "past the limit");
         // Another key has its own share.
         let b = quota.take('b').unwrap();
-        assert_eq!((quota.holding('a'), quota.holding('b')), (2, 1));
+        assert_eq!(quota.held.lock().unwrap().get(&'a'), Some(&2));
+        assert_eq!(quota.held.lock().unwrap().get(&'b'), Some(&1));
         drop(a1);
         assert!(quota.take('a').is_some(), "a place given back");
         drop(b);

@@ -512,20 +512,25 @@ fn udp_crosses_a_forward_in_and_nat_out() {
 
     // Out: a guest's datagrams to the gateway's address reach the host's
     // loopback and the answers come back from that address.
-    let (client_nic, _) = net.nic(&server, &[]);
+    echo_out_through_nat(&server, &net, host_port, 8192);
+}
+
+/// `echo-client` on a new record of `net` sends `bytes` over UDP to the
+/// host's echo at `host_port`, by the gateway's address, and gets them
+/// back.
+fn echo_out_through_nat(server: &Served, net: &Net, host_port: u16, bytes: usize) {
+    let (client_nic, _) = net.nic(server, &[]);
     let id = service(
-        &server,
+        server,
         "echo-client",
-        &["udp", &format!("10.0.1.1:{host_port}"), "8192"],
+        &["udp", &format!("10.0.1.1:{host_port}"), &bytes.to_string()],
         &[&client_nic],
         "never",
     );
-    let (exit, lines) = finish(&server, &id, Duration::from_secs(30));
+    let (exit, lines) = finish(server, &id, Duration::from_secs(30));
     assert_eq!(exit, "exit 0", "{lines:?}");
-    assert!(
-        lines.iter().any(|l| l.contains("ok udp 8192 bytes")),
-        "{lines:?}"
-    );
+    let expected = format!("ok udp {bytes} bytes");
+    assert!(lines.iter().any(|l| l.contains(&expected)), "{lines:?}");
 }
 
 #[test]
@@ -560,20 +565,7 @@ fn one_guest_cannot_take_every_nat_flow_of_its_gateway() {
     assert_eq!(counters["nat_failed"], 0, "{counters}");
 
     // The others on the subnet still get out meanwhile.
-    let (client_nic, _) = net.nic(&server, &[]);
-    let id = service(
-        &server,
-        "echo-client",
-        &["udp", &format!("10.0.1.1:{host_port}"), "1024"],
-        &[&client_nic],
-        "never",
-    );
-    let (exit, lines) = finish(&server, &id, Duration::from_secs(30));
-    assert_eq!(exit, "exit 0", "{lines:?}");
-    assert!(
-        lines.iter().any(|l| l.contains("ok udp 1024 bytes")),
-        "{lines:?}"
-    );
+    echo_out_through_nat(&server, &net, host_port, 1024);
 }
 
 /// Whether this process may make network namespaces and TUN devices.

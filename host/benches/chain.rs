@@ -1,12 +1,18 @@
 //! The cost of a chain hop through `identity` steps, for payloads from
 //! 0 B to 16 MiB, beside, in the same run: a plain `memcpy` of the same
-//! size (the floor: one copy), both between buffers in cache and into
-//! memory that is not (as a hop's destination is), a single invocation of the same module (what
-//! a hop may cost above it), and the same hop done the way other hosts do
-//! it, over HTTP on loopback (`POST /v1/modules/identity/invoke`, the
-//! payload out to the instance and back). Prints µs per hop, ns per KiB
-//! (the slope over the 0 B hop), and the ratios. Never passes or fails on
-//! absolute numbers.
+//! size (the floor of one copy), both between buffers in cache and into
+//! memory that is not (as a copying hop's destination is), a single
+//! invocation of the same module (what a hop may cost above it), and the
+//! same hop done the way other hosts do it, over HTTP on loopback
+//! (`POST /v1/modules/identity/invoke`, the payload out to the instance
+//! and back). Prints µs per hop, ns per KiB (the slope over the 0 B hop),
+//! the ratios, and the share of the hops' bytes that came as moved pages.
+//! Never passes or fails on absolute numbers.
+//!
+//! It runs twice: as the node runs by default (a large hop moves its whole
+//! pages where the kernel can, see `runtime::pages`), then with every hop
+//! copied (`weft serve --chain-copy`), which shows the one copy a hop
+//! makes without moving.
 //!
 //! A hop is measured as (T(chain of 6 steps) − T(chain of 1 step)) / 5, so
 //! the request's own fixed costs cancel out.
@@ -175,6 +181,8 @@ struct Row {
     cold: f64,
     http: f64,
     warm: f64,
+    /// The share of the hops' input bytes that came as moved pages.
+    moved: f64,
 }
 
 fn main() {
@@ -186,18 +194,20 @@ fn main() {
             path.display()
         )
     });
-    // The node's default, then slots that keep the pages a large payload
-    // touched resident (reset by a memset instead of being returned to the
-    // kernel and faulted in, zeroed, by the next instance).
-    let default = weft::runtime::RuntimeConfig::default().keep_resident;
-    for keep_resident in [default, 64 << 20] {
-        let rows = measure(&wasm, keep_resident);
-        report(&rows, keep_resident);
+    // The node's default, which moves a large hop's pages where the kernel
+    // can, then every hop copied (`weft serve --chain-copy`): the one copy a
+    // hop makes, against the copies beside it.
+    if !weft::runtime::pages::available() {
+        println!("this kernel cannot move pages (no userfaultfd with UFFDIO_MOVE): both runs copy");
+    }
+    for move_pages in [true, false] {
+        let rows = measure(&wasm, move_pages);
+        report(&rows, move_pages);
         println!();
     }
 }
 
-fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
+fn measure(wasm: &[u8], move_pages: bool) -> Vec<Row> {
     let data = tempfile::tempdir().unwrap();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,7 +215,7 @@ fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
         .unwrap();
     tokio.block_on(async {
         let mut config = NodeConfig::new(data.path());
-        config.runtime.keep_resident = keep_resident;
+        config.chains.move_pages = move_pages;
         let node = Node::open(config).unwrap();
         node.deploy("identity", wasm).unwrap();
         let config = ServeConfig {
@@ -231,7 +241,6 @@ fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
             }
             let (mut one, mut many, mut single, mut over_http) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let mut warm_steps = 0usize;
             for _ in 0..rounds {
                 one.push(time_chain(&node, &short, &input).await);
                 many.push(time_chain(&node, &long, &input).await);
@@ -243,11 +252,15 @@ fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
             }
             let recent = node.chains().recent(None, rounds.min(100));
             let steps: usize = recent.iter().map(|r| r.steps.len()).sum();
-            warm_steps += recent
+            let warm_steps = recent
                 .iter()
                 .flat_map(|r| &r.steps)
                 .filter(|s| s.warm)
                 .count();
+            // Every step but the first takes its input from a hop.
+            let hops = recent.iter().flat_map(|r| r.steps.iter().skip(1));
+            let (moved, carried) =
+                hops.fold((0, 0), |(m, c), s| (m + s.input_moved, c + s.input_bytes));
             let hop = (us(median(many)) - us(median(one))) / (LONG - 1) as f64;
             rows.push(Row {
                 size,
@@ -257,13 +270,14 @@ fn measure(wasm: &[u8], keep_resident: usize) -> Vec<Row> {
                 cold: us(time_memcpy_cold(size, rounds.max(100))),
                 http: us(median(over_http)),
                 warm: warm_steps as f64 / steps.max(1) as f64,
+                moved: moved as f64 / carried.max(1) as f64,
             });
         }
         rows
     })
 }
 
-fn report(rows: &[Row], keep_resident: usize) {
+fn report(rows: &[Row], move_pages: bool) {
     let kib = |size: usize| size as f64 / 1024.0;
     let base = &rows[0];
     // The slope's zero: the cheaper of the 0 B and 64 B hops, so one noisy
@@ -274,12 +288,16 @@ fn report(rows: &[Row], keep_resident: usize) {
         .map(|r| r.hop)
         .fold(f64::INFINITY, f64::min);
     println!(
-        "chain hop through identity steps: (T({LONG} steps) - T(1 step)) / {}, medians; HTTP hop = POST /v1/modules/identity/invoke on loopback, keep-alive; slots keep {} resident",
+        "chain hop through identity steps: (T({LONG} steps) - T(1 step)) / {}, medians; HTTP hop = POST /v1/modules/identity/invoke on loopback, keep-alive; {}",
         LONG - 1,
-        weft::units::format_size(keep_resident as u64)
+        if move_pages {
+            "pages moved where they can be (the default)"
+        } else {
+            "every hop copied (--chain-copy)"
+        }
     );
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8}",
         "payload",
         "hop µs",
         "invoke µs",
@@ -291,7 +309,8 @@ fn report(rows: &[Row], keep_resident: usize) {
         "slope/cpy",
         "slope/cold",
         "HTTP/hop",
-        "warm steps"
+        "warm steps",
+        "moved"
     );
     for row in rows {
         let per_kib = |us: f64| us * 1e3 / kib(row.size);
@@ -305,7 +324,7 @@ fn report(rows: &[Row], keep_resident: usize) {
             (f64::NAN, f64::NAN, f64::NAN)
         };
         println!(
-            "{:>8} {:>10.2} {:>10.2} {:>10.2} {:>11.2} {:>12.2} {:>10.1} {:>10.1} {:>10.2} {:>10.2} {:>8.1} {:>9.0}%",
+            "{:>8} {:>10.2} {:>10.2} {:>10.2} {:>11.2} {:>12.2} {:>10.1} {:>10.1} {:>10.2} {:>10.2} {:>8.1} {:>9.0}% {:>7.0}%",
             weft::units::format_size(row.size as u64),
             row.hop,
             row.invoke,
@@ -317,7 +336,8 @@ fn report(rows: &[Row], keep_resident: usize) {
             slope / copy_slope,
             slope / cold_slope,
             row.http / row.hop,
-            row.warm * 100.0
+            row.warm * 100.0,
+            row.moved * 100.0
         );
     }
     println!(

@@ -97,7 +97,6 @@ fn input_in_place(mut caller: Caller<'_, State>, out_ptr: u32, out_len: u32) -> 
         return Ok(errno::UNAVAILABLE);
     };
     let len = source.remaining();
-    caller.data().chain.note_placed(len);
     let start = match caller.data_mut().chain.take_room() {
         _ if len == 0 => 0,
         Some(room) if room.len >= len => room.start,
@@ -110,13 +109,52 @@ fn input_in_place(mut caller: Caller<'_, State>, out_ptr: u32, out_len: u32) -> 
             }
         }
     };
+    let handed_over = caller.data_mut().chain.take_handed_over(len);
     let bytes = source.take(len);
-    write_guest_bytes(&mut caller, start as u32, &bytes)?;
+    let moved = if handed_over {
+        move_in(&mut caller, start, &bytes)?
+    } else {
+        0
+    };
+    write_guest_bytes(&mut caller, (start + moved) as u32, &bytes[moved..])?;
     // The previous step's instance may go with these bytes.
     drop(bytes);
+    caller
+        .data_mut()
+        .chain
+        .note_placed(len, handed_over.then_some(moved));
     write_u32(&mut caller, out_ptr, start as u32)?;
     write_u32(&mut caller, out_len, len as u32)?;
     Ok(errno::OK)
+}
+
+/// Moves the whole pages of `input` (an output region handed over by the
+/// step before, which nothing else holds) into the guest's memory at
+/// `start` (the start of pages set aside for it), rather than copying them;
+/// returns how many bytes moved, a whole number of pages from the start
+/// (see `runtime::pages`).
+#[allow(unsafe_code)] // Moves pages between two linear memories.
+fn move_in(caller: &mut Caller<'_, State>, start: usize, input: &Bytes) -> wasmtime::Result<usize> {
+    let memory = guest_memory(caller)?;
+    let Some(room) = memory
+        .data_mut(&mut *caller)
+        .get_mut(start..start + input.len())
+    else {
+        return Ok(0);
+    };
+    // SAFETY: `room` is a unique borrow of this guest's memory, which runs
+    // nothing while its host call does. `input` is a region of the memory
+    // of a finished instance (`chain::held`), both memories are the
+    // pooling allocator's private anonymous mappings, reserved for the
+    // runtime's life, and `input` is the only handle on that region: the
+    // chain handed it over and the input source gave it up whole. The
+    // region reads as zeros afterwards, and `input` is dropped unread past
+    // what did not move.
+    Ok(
+        unsafe {
+            crate::runtime::pages::move_pages(room.as_mut_ptr(), input.as_ptr(), input.len())
+        },
+    )
 }
 
 fn output(mut caller: Caller<'_, State>, ptr: u32, len: u32) -> Ret {

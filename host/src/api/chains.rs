@@ -482,7 +482,9 @@ pub fn openapi_paths() -> Value {
     let report = json!({ "type": "array", "items": { "type": "object", "properties": {
         "index": { "type": "integer" }, "module": { "type": "string" }, "instance": { "type": "string" },
         "duration_us": { "type": "integer" }, "input_bytes": { "type": "integer" },
-        "output_bytes": { "type": "integer" }, "warm": { "type": "boolean" }, "status": { "type": "string" }
+        "output_bytes": { "type": "integer" },
+        "input_moved": { "type": "integer", "description": "bytes of input moved in as pages from the previous step's memory rather than copied" },
+        "warm": { "type": "boolean" }, "status": { "type": "string" }
     } } });
     let ran = json!({
         "description": "the last step's output as the body, with x-weft-steps (the per-step report as JSON) and x-weft-duration-us; with format=json: {output | output_base64, output_bytes, duration_us, steps}",

@@ -35,6 +35,9 @@ pub struct StepReport {
     pub input_bytes: u64,
     /// Bytes of output (0 when it failed).
     pub output_bytes: u64,
+    /// Bytes of its input that came as pages moved from the previous step's
+    /// memory rather than copied (see `runtime::pages`).
+    pub input_moved: u64,
     /// Whether its instance came ready from the warm pool.
     pub warm: bool,
     /// `ok`, or the failure's stable code (`nonzero_exit` for an exit code
@@ -95,13 +98,17 @@ impl std::fmt::Display for StepFailed {
 }
 
 /// Runs `plan` on `input`, preparing each next step from `pools` while the
-/// current one runs. `cancel` stops whichever step is running.
+/// current one runs. `cancel` stops whichever step is running. With
+/// `move_pages`, a step's output region is handed over to the next step,
+/// which may move its pages in rather than copy them (see
+/// `runtime::pages`).
 pub async fn run(
     runtime: &Runtime,
     pools: &WarmPools,
     plan: &Plan,
     input: Bytes,
     cancel: Option<Cancel>,
+    move_pages: bool,
 ) -> Result<Ran, Box<StepFailed>> {
     let started = Instant::now();
     let deadline = plan.timeout.map(|t| started + t);
@@ -109,6 +116,9 @@ pub async fn run(
     let mut trails: Vec<Trail> = Vec::with_capacity(plan.steps.len());
     let mut next = Some(pools.prepare(runtime, &plan.steps[0]).await);
     let mut data = input;
+    // Whether `data` is the output region of the step before, which only
+    // `data` holds.
+    let mut held = false;
     for (index, step) in plan.steps.iter().enumerate() {
         let stop = |code, reason, steps, trails, exit_code, backtrace| {
             Box::new(StepFailed {
@@ -139,7 +149,11 @@ pub async fn run(
             None => unreachable!("every step but the first is prepared by the one before"),
         };
         let input_bytes = data.len() as u64;
-        prepared.set_input(data);
+        if held && move_pages {
+            prepared.hand_over_input(data);
+        } else {
+            prepared.set_input(data);
+        }
         prepared.start_clock();
         if let Some(deadline) = deadline {
             prepared.cap_deadline(deadline);
@@ -163,6 +177,7 @@ pub async fn run(
             duration_us: 0,
             input_bytes,
             output_bytes: 0,
+            input_moved: 0,
             warm,
             status: "ok",
         };
@@ -170,12 +185,14 @@ pub async fn run(
             Ok(outcome) if outcome.exit_code == 0 => {
                 report.duration_us = outcome.duration.as_micros() as u64;
                 report.output_bytes = outcome.output.len() as u64;
+                report.input_moved = outcome.input_moved;
                 steps.push(report);
                 trails.push(Trail {
                     stderr: outcome.stderr,
                     logs: outcome.logs,
                 });
                 data = outcome.output;
+                held = outcome.held;
             }
             Ok(outcome) => {
                 give_back(pools, following, next);

@@ -7,7 +7,7 @@
 use crate::runtime::input::InputSource;
 use bytes::Bytes;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use weft_abi::errno::{self, Errno};
 
 /// A region of the guest's linear memory declared as its output.
@@ -26,14 +26,34 @@ pub(crate) struct Room {
     pub len: usize,
 }
 
+/// The last input an instance of one warm pool placed in place
+/// (`weft:chain`'s `input_in_place`): how long it was, and whether the last
+/// one handed over by a step before had its pages moved in. The pool sets
+/// that much room aside in each instance it prepares, faulted in ahead
+/// unless pages are likely to be moved in: a move replaces them, and
+/// letting go of pages faulted in costs more than faulting them in.
+#[derive(Debug, Default)]
+pub struct Placed {
+    /// Its length.
+    pub len: AtomicUsize,
+    /// Whether the last input handed over had its pages moved in.
+    pub moved: AtomicBool,
+}
+
 /// The `weft:chain` state of one instance.
 #[derive(Debug, Default)]
 pub struct GuestChain {
     input: Option<InputSource>,
     room: Option<Room>,
-    /// Where the size of an input placed in place is reported: the warm
-    /// pool sets that much room aside in the next instance it prepares.
-    placed: Option<Arc<AtomicUsize>>,
+    /// The length of an input handed over whole by the step before (a
+    /// region of its memory, and the only handle on it), while none of it
+    /// has been read: its pages may be moved rather than copied.
+    handed_over: Option<usize>,
+    /// Bytes of input that came as moved pages rather than copied.
+    moved: usize,
+    /// Where an input placed in place is reported: the warm pool sets that
+    /// much room aside in the next instance it prepares.
+    placed: Option<Arc<Placed>>,
     output: Option<Region>,
     output_limit: usize,
     overflowed: bool,
@@ -66,9 +86,31 @@ impl GuestChain {
 
     /// Replaces the input (stdin's too).
     pub(crate) fn set_input(&mut self, bytes: Bytes) {
+        self.handed_over = None;
         if let Some(input) = &self.input {
             input.set(bytes);
         }
+    }
+
+    /// Replaces the input with the output region of a finished instance
+    /// that nothing else holds (see `chain::held`): `input_in_place` may
+    /// move its pages instead of copying them.
+    pub(crate) fn hand_over_input(&mut self, bytes: Bytes) {
+        let len = bytes.len();
+        self.set_input(bytes);
+        self.handed_over = self.input.is_some().then_some(len);
+    }
+
+    /// Whether the input's pages may be moved now that `remaining` bytes
+    /// of it are left: it was handed over and none of it has been read.
+    /// Asks once.
+    pub(crate) fn take_handed_over(&mut self, remaining: usize) -> bool {
+        self.handed_over.take() == Some(remaining)
+    }
+
+    /// Bytes of input that came as moved pages.
+    pub(crate) fn moved(&self) -> usize {
+        self.moved
     }
 
     /// Pages set aside ahead of the input, taken (they serve once).
@@ -80,15 +122,22 @@ impl GuestChain {
         self.room = Some(room);
     }
 
-    /// Reports the size of inputs placed in place to `placed`.
-    pub(crate) fn report_placed_to(&mut self, placed: Arc<AtomicUsize>) {
+    /// Reports inputs placed in place to `placed`.
+    pub(crate) fn report_placed_to(&mut self, placed: Arc<Placed>) {
         self.placed = Some(placed);
     }
 
-    /// Notes that an input of `len` bytes was placed in place.
-    pub(crate) fn note_placed(&self, len: usize) {
+    /// Notes that an input of `len` bytes was placed in place; `moved`: of
+    /// them, those that came as moved pages, when the input was handed over
+    /// (`None` when it was not, which says nothing of what later hops of
+    /// the profile will do).
+    pub(crate) fn note_placed(&mut self, len: usize, moved: Option<usize>) {
+        self.moved += moved.unwrap_or(0);
         if let Some(placed) = &self.placed {
-            placed.store(len, Ordering::Relaxed);
+            placed.len.store(len, Ordering::Relaxed);
+            if let Some(moved) = moved {
+                placed.moved.store(moved > 0, Ordering::Relaxed);
+            }
         }
     }
 

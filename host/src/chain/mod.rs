@@ -38,7 +38,7 @@ pub mod warm;
 pub use call::{CallError, Calls};
 pub use exec::{Ran, StepFailed, StepReport};
 pub use guest::GuestChain;
-pub(crate) use guest::Room;
+pub(crate) use guest::{Placed, Room};
 pub use plan::{Ceilings, Definition, DefinitionError, Plan, PlanError, StepDef};
 
 use crate::runtime::registry::{Entry, Registry, RegistryError};
@@ -71,6 +71,10 @@ pub struct ChainConfig {
     pub warm: usize,
     /// Warm instances kept in all.
     pub warm_total: usize,
+    /// Whether a hop may move a large input's whole pages from the
+    /// producer's memory into the consumer's rather than copy them (see
+    /// `runtime::pages`); where the kernel cannot, hops copy anyway.
+    pub move_pages: bool,
 }
 
 impl Default for ChainConfig {
@@ -78,6 +82,7 @@ impl Default for ChainConfig {
         ChainConfig {
             warm: 2,
             warm_total: 64,
+            move_pages: true,
         }
     }
 }
@@ -188,7 +193,15 @@ impl Chains {
         cancel: Option<Cancel>,
     ) -> Result<Ran, Box<StepFailed>> {
         let started_ms = crate::activity::now_ms();
-        let result = exec::run(runtime, &self.pools, plan, input, cancel).await;
+        let result = exec::run(
+            runtime,
+            &self.pools,
+            plan,
+            input,
+            cancel,
+            self.config.move_pages,
+        )
+        .await;
         let record = match &result {
             Ok(ran) => RunRecord {
                 chain: plan.name.clone(),

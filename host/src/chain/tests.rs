@@ -102,7 +102,15 @@ fn a_hop_frees_the_producers_slot_once_the_consumer_has_read_its_input() {
     };
     let pools = WarmPools::new(0, 0);
     let input = Bytes::from((0..(1 << 20)).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
-    let ran = block_on(exec::run(&runtime, &pools, &plan, input.clone(), None)).unwrap();
+    let ran = block_on(exec::run(
+        &runtime,
+        &pools,
+        &plan,
+        input.clone(),
+        None,
+        true,
+    ))
+    .unwrap();
     assert_eq!(ran.output, input);
     assert_eq!(ran.steps.len(), 6);
     for (index, report) in ran.steps.iter().enumerate() {
@@ -127,7 +135,15 @@ fn a_failing_step_stops_the_chain_and_its_prepared_successor_is_kept_warm() {
         timeout: None,
     };
     let pools = WarmPools::new(2, 8);
-    let failed = block_on(exec::run(&runtime, &pools, &plan, Bytes::from("x"), None)).unwrap_err();
+    let failed = block_on(exec::run(
+        &runtime,
+        &pools,
+        &plan,
+        Bytes::from("x"),
+        None,
+        true,
+    ))
+    .unwrap_err();
     assert_eq!((failed.index, failed.module.as_str()), (1, "crash"));
     assert_eq!(failed.code, "unreachable");
     assert_eq!(failed.steps.len(), 2);
@@ -268,7 +284,7 @@ fn run_in_place(reserve: usize, input: Bytes, limits: Limits) -> crate::runtime:
             .prepare(&module, invocation, crate::runtime::InstanceId::new())
             .await
             .unwrap();
-        prepared.reserve_input(reserve);
+        prepared.reserve_input(reserve, true);
         prepared.set_input(input);
         prepared.run().await.unwrap()
     })
@@ -327,7 +343,17 @@ fn warm_steps_set_aside_room_for_the_input_their_profile_placed_last() {
     };
     let pools = WarmPools::new(1, 8);
     let input = pattern(100_000);
-    let run = || block_on(exec::run(&runtime, &pools, &plan, input.clone(), None)).unwrap();
+    let run = || {
+        block_on(exec::run(
+            &runtime,
+            &pools,
+            &plan,
+            input.clone(),
+            None,
+            true,
+        ))
+        .unwrap()
+    };
     // Step 1's output is step 0's where-header and the input, behind its
     // own header.
     let headers = |output: &Bytes| {
@@ -350,4 +376,124 @@ fn warm_steps_set_aside_room_for_the_input_their_profile_placed_last() {
     let warm = run();
     assert!(warm.steps.iter().all(|s| s.warm));
     assert_eq!(headers(&warm.output), (PAGE, PAGE));
+}
+
+/// Places its input in place and declares it its output: the `identity`
+/// example in wasm text.
+const IDENTITY_IN_PLACE: &str = r#"(module
+  (import "weft:chain" "input_in_place" (func $place (param i32 i32) (result i32)))
+  (import "weft:chain" "output" (func $output (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (drop (call $place (i32.const 0) (i32.const 4)))
+    (drop (call $output (i32.load (i32.const 0)) (i32.load (i32.const 4))))))"#;
+
+#[test]
+fn a_handed_over_input_comes_as_moved_pages_and_its_partial_last_page_as_a_copy() {
+    let runtime = runtime(4);
+    let identity = step(&runtime, "identity", IDENTITY_IN_PLACE);
+    let plan = Plan {
+        name: "same".into(),
+        steps: vec![identity; 4],
+        timeout: None,
+    };
+    let page = crate::runtime::pages::page_size();
+    let input = pattern(crate::runtime::pages::MOVE_MIN + page + 3);
+    let whole = (input.len() / page * page) as u64;
+    let moves = crate::runtime::pages::available();
+    // Rooms grown as each input arrives, then rooms set aside ahead by
+    // warm instances (faulted in only while no move has been seen).
+    for pools in [WarmPools::new(0, 0), WarmPools::new(1, 4)] {
+        for _ in 0..3 {
+            let ran = block_on(exec::run(
+                &runtime,
+                &pools,
+                &plan,
+                input.clone(),
+                None,
+                true,
+            ))
+            .unwrap();
+            assert_eq!(ran.output, input, "the chain's output is its input");
+            // The request's own bytes are not an instance's to give away.
+            assert_eq!(ran.steps[0].input_moved, 0);
+            for report in &ran.steps[1..] {
+                assert_eq!(report.input_moved, if moves { whole } else { 0 });
+            }
+        }
+    }
+    // Told not to move pages, the executor hands nothing over.
+    let pools = WarmPools::new(0, 0);
+    let ran = block_on(exec::run(
+        &runtime,
+        &pools,
+        &plan,
+        input.clone(),
+        None,
+        false,
+    ))
+    .unwrap();
+    assert_eq!(ran.output, input);
+    assert!(ran.steps.iter().all(|s| s.input_moved == 0));
+    // A smaller input is copied: moving pays only from `MOVE_MIN` up.
+    let small = pattern(1 << 20);
+    let ran = block_on(exec::run(
+        &runtime,
+        &WarmPools::new(0, 0),
+        &plan,
+        small.clone(),
+        None,
+        true,
+    ));
+    let ran = ran.unwrap();
+    assert_eq!(ran.output, small);
+    assert!(ran.steps.iter().all(|s| s.input_moved == 0));
+    if !moves {
+        eprintln!("this kernel cannot move pages: every hop copied");
+    }
+}
+
+#[test]
+fn an_input_set_is_copied_and_the_same_input_handed_over_is_moved() {
+    let runtime = runtime(2);
+    let module = runtime.load(IDENTITY_IN_PLACE.as_bytes()).unwrap();
+    // The output of an instance that ended, held only by `held`.
+    let source = pattern(crate::runtime::pages::MOVE_MIN + 17);
+    let held =
+        block_on(runtime.invoke(&module, Invocation::new("identity", source.clone()))).unwrap();
+    assert!(held.held);
+    let run = |input: Bytes, hand_over: bool| {
+        block_on(async {
+            let mut prepared = runtime
+                .prepare(
+                    &module,
+                    Invocation::new("identity", ""),
+                    crate::runtime::InstanceId::new(),
+                )
+                .await
+                .unwrap();
+            // Faulted in ahead: a move discards those pages first.
+            prepared.reserve_input(input.len(), true);
+            if hand_over {
+                prepared.hand_over_input(input);
+            } else {
+                prepared.set_input(input);
+            }
+            prepared.run().await.unwrap()
+        })
+    };
+    // Set as an ordinary input (it might be shared): copied.
+    let copied = run(held.output.clone(), false);
+    assert_eq!(
+        (copied.output.clone(), copied.input_moved),
+        (source.clone(), 0)
+    );
+    drop(copied);
+    // Handed over: moved, into pages that had been faulted in.
+    let moved = run(held.output, true);
+    assert_eq!(moved.output, source);
+    if crate::runtime::pages::available() {
+        assert_eq!(moved.input_moved as usize, source.len() / 4096 * 4096);
+    }
+    assert!(moved.held);
 }

@@ -11,11 +11,12 @@
 //! `total`, so warm instances can never take the slots running instances
 //! need.
 
+use super::Placed;
 use super::plan::Step;
 use crate::runtime::{Failed, InstanceId, Invocation, Prepared, Runtime};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// Everything baked into a prepared instance.
@@ -55,10 +56,10 @@ impl Profile {
 #[derive(Debug, Default)]
 struct Pool {
     ready: Vec<Prepared>,
-    /// The size of the last input an instance of this profile placed in
-    /// place (`weft:chain`'s `input_in_place`); each instance prepared
-    /// next sets that much room aside for its own.
-    placed: Arc<AtomicUsize>,
+    /// The last input an instance of this profile placed in place
+    /// (`weft:chain`'s `input_in_place`); each instance prepared next sets
+    /// that much room aside for its own.
+    placed: Arc<Placed>,
 }
 
 /// The warm pools of one node.
@@ -174,12 +175,12 @@ fn waiting(pools: &HashMap<Profile, Pool>) -> usize {
 }
 
 /// An instance for `step`, with room set aside for an input the size of
-/// the last one its profile placed in place (`placed`), and reporting its
-/// own there.
+/// the last one its profile placed in place (`placed`; faulted in ahead
+/// unless that one's pages were moved in), and reporting its own there.
 async fn instantiate(
     runtime: &Runtime,
     step: &Step,
-    placed: Arc<AtomicUsize>,
+    placed: Arc<Placed>,
 ) -> Result<Prepared, Box<Failed>> {
     let mut invocation = Invocation::new(step.module.clone(), Bytes::new());
     invocation.args = step.args.clone();
@@ -188,7 +189,10 @@ async fn instantiate(
     let mut prepared = runtime
         .prepare(&step.entry.loaded, invocation, InstanceId::new())
         .await?;
-    prepared.reserve_input(placed.load(Ordering::Relaxed));
+    prepared.reserve_input(
+        placed.len.load(Ordering::Relaxed),
+        !placed.moved.load(Ordering::Relaxed),
+    );
     prepared.report_placed_to(placed);
     Ok(prepared)
 }

@@ -75,6 +75,12 @@ pub struct ServerFlags {
     /// environment and limits); 0 keeps none.
     #[arg(long, default_value_t = 2, value_name = "N")]
     chain_warm: usize,
+
+    /// Copy every chain hop's input, rather than moving the whole pages of
+    /// a large one from the producer's memory into the consumer's (moving
+    /// needs Linux 6.8's userfaultfd; without it, hops copy anyway).
+    #[arg(long)]
+    chain_copy: bool,
 }
 
 impl ServerFlags {
@@ -94,6 +100,7 @@ impl ServerFlags {
         node.egress_allow = self.egress_allow.clone();
         node.tcp_idle = self.tcp_idle;
         node.chains.warm = self.chain_warm;
+        node.chains.move_pages = !self.chain_copy;
         node.limits = Limits {
             memory: self.memory,
             timeout: Some(self.timeout),

@@ -201,6 +201,13 @@ pub struct Outcome {
     pub duration: Duration,
     /// Fuel used, when metered.
     pub fuel_used: Option<u64>,
+    /// Whether `output` is a region of the instance's own memory, held by
+    /// `output` alone (see `chain::held`): it can be handed over to the
+    /// next step ([`Prepared::hand_over_input`]).
+    pub held: bool,
+    /// Bytes of input that came as pages moved in from the previous step's
+    /// memory rather than copied (`weft:chain`'s `input_in_place`).
+    pub input_moved: u64,
 }
 
 /// A failed invocation: why, and what the guest left behind.
@@ -316,14 +323,24 @@ impl Prepared {
         self.parts.store.data_mut().chain.set_input(input);
     }
 
+    /// Replaces the instance's input with the output of an instance that
+    /// ended (`Outcome::held`), handed over: nothing else holds it, so
+    /// `weft:chain`'s `input_in_place` may move its pages rather than copy
+    /// them (see `runtime::pages`).
+    pub fn hand_over_input(&mut self, input: Bytes) {
+        self.parts.store.data_mut().chain.hand_over_input(input);
+    }
+
     /// Grows the instance's memory by `bytes` (rounded up to whole pages)
     /// ahead of an input that the guest will have placed there
     /// (`weft:chain`'s `input_in_place`), so that placing it costs the copy
-    /// alone. Does nothing where the room would take more than half of the
+    /// alone; with `populate`, its pages are faulted in now too (not when
+    /// the input's pages are expected to be moved in, which replaces
+    /// them). Does nothing where the room would take more than half of the
     /// memory limit (the input may turn out smaller than the last, and the
     /// guest then needs its memory for itself), or the instance exports no
     /// memory.
-    pub fn reserve_input(&mut self, bytes: usize) {
+    pub fn reserve_input(&mut self, bytes: usize, populate: bool) {
         let Some(memory) = self.parts.store.memory() else {
             return;
         };
@@ -342,14 +359,16 @@ impl Prepared {
                 start: (before * limits::WASM_PAGE) as usize,
                 len: (pages * limits::WASM_PAGE) as usize,
             };
-            populate(&mut memory.data_mut(&mut *store)[room.start..][..room.len]);
+            if populate {
+                fault_in(&mut memory.data_mut(&mut *store)[room.start..][..room.len]);
+            }
             store.data_mut().chain.set_room(room);
         }
     }
 
-    /// Reports the size of each input the guest places in place to
-    /// `placed` (what [`Prepared::reserve_input`] should set aside next).
-    pub fn report_placed_to(&mut self, placed: Arc<std::sync::atomic::AtomicUsize>) {
+    /// Reports each input the guest places in place to `placed` (what
+    /// [`Prepared::reserve_input`] should set aside next).
+    pub(crate) fn report_placed_to(&mut self, placed: Arc<crate::chain::Placed>) {
         self.parts.store.data_mut().chain.report_placed_to(placed);
     }
 
@@ -421,7 +440,7 @@ const POPULATE_MAX: usize = 16 << 20;
 /// effort: kernels before 5.14 have no `MADV_POPULATE_WRITE`, and the copy
 /// then takes the faults as before.
 #[allow(unsafe_code)] // madvise on memory this function holds exclusively.
-fn populate(pages: &mut [u8]) {
+fn fault_in(pages: &mut [u8]) {
     let len = pages.len().min(POPULATE_MAX);
     // SAFETY: the range lies inside `pages`, a unique borrow of mapped,
     // read/write memory whose start is page-aligned (a wasm page's start in
@@ -635,6 +654,7 @@ impl Parts {
             _ => None,
         };
         let denied = store.data().limiter.denied;
+        let input_moved = store.data().chain.moved() as u64;
         let log = std::mem::replace(
             &mut store.data_mut().log,
             GuestLog::new(instance.clone(), "".into()),
@@ -684,6 +704,7 @@ impl Parts {
                 }));
             }
         };
+        let held = region.is_some() && written.is_empty();
         let output = match region {
             None => written,
             Some(region) if written.is_empty() => region,
@@ -703,6 +724,8 @@ impl Parts {
             logs,
             duration,
             fuel_used,
+            held,
+            input_moved,
         })
     }
 }

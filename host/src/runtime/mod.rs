@@ -17,6 +17,7 @@ pub mod input;
 mod instance;
 pub mod limits;
 mod module;
+pub mod pages;
 mod reaper;
 pub mod registry;
 pub mod stdio;

@@ -1383,7 +1383,7 @@ weft.panels.register({
         class: `chain-step${failed ? ' chain-step-failed' : ''}${step.warm ? ' chain-step-warm' : ''}`,
         style: `flex-grow: ${share}`,
         'data-step': step.index,
-        title: `step ${step.index}: ${step.module} · ${fmt.duration(step.duration_us)} · in ${fmt.bytes(step.input_bytes)} · out ${fmt.bytes(step.output_bytes)}${step.warm ? ' · warm' : ''} · ${step.status}`,
+        title: `step ${step.index}: ${step.module} · ${fmt.duration(step.duration_us)} · in ${fmt.bytes(step.input_bytes)}${step.input_moved ? ` (${fmt.bytes(step.input_moved)} moved)` : ''} · out ${fmt.bytes(step.output_bytes)}${step.warm ? ' · warm' : ''} · ${step.status}`,
       }, `${step.module} ${fmt.duration(step.duration_us)}`);
     }
 

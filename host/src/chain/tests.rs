@@ -45,6 +45,17 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// Runs `plan` on `input` to the end, without a way to stop it.
+fn run_chain(
+    runtime: &Runtime,
+    pools: &WarmPools,
+    plan: &Plan,
+    input: Bytes,
+    move_pages: bool,
+) -> Result<super::Ran, Box<super::StepFailed>> {
+    block_on(exec::run(runtime, pools, plan, input, None, move_pages))
+}
+
 fn step(runtime: &Runtime, name: &str, wat: &str) -> Step {
     let loaded = runtime.load(wat.as_bytes()).unwrap();
     let record = ModuleRecord {
@@ -102,15 +113,7 @@ fn a_hop_frees_the_producers_slot_once_the_consumer_has_read_its_input() {
     };
     let pools = WarmPools::new(0, 0);
     let input = Bytes::from((0..(1 << 20)).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
-    let ran = block_on(exec::run(
-        &runtime,
-        &pools,
-        &plan,
-        input.clone(),
-        None,
-        true,
-    ))
-    .unwrap();
+    let ran = run_chain(&runtime, &pools, &plan, input.clone(), true).unwrap();
     assert_eq!(ran.output, input);
     assert_eq!(ran.steps.len(), 6);
     for (index, report) in ran.steps.iter().enumerate() {
@@ -135,15 +138,7 @@ fn a_failing_step_stops_the_chain_and_its_prepared_successor_is_kept_warm() {
         timeout: None,
     };
     let pools = WarmPools::new(2, 8);
-    let failed = block_on(exec::run(
-        &runtime,
-        &pools,
-        &plan,
-        Bytes::from("x"),
-        None,
-        true,
-    ))
-    .unwrap_err();
+    let failed = run_chain(&runtime, &pools, &plan, Bytes::from("x"), true).unwrap_err();
     assert_eq!((failed.index, failed.module.as_str()), (1, "crash"));
     assert_eq!(failed.code, "unreachable");
     assert_eq!(failed.steps.len(), 2);
@@ -343,17 +338,7 @@ fn warm_steps_set_aside_room_for_the_input_their_profile_placed_last() {
     };
     let pools = WarmPools::new(1, 8);
     let input = pattern(100_000);
-    let run = || {
-        block_on(exec::run(
-            &runtime,
-            &pools,
-            &plan,
-            input.clone(),
-            None,
-            true,
-        ))
-        .unwrap()
-    };
+    let run = || run_chain(&runtime, &pools, &plan, input.clone(), true).unwrap();
     // Step 1's output is step 0's where-header and the input, behind its
     // own header.
     let headers = |output: &Bytes| {
@@ -405,15 +390,7 @@ fn a_handed_over_input_comes_as_moved_pages_and_its_partial_last_page_as_a_copy(
     // warm instances (faulted in only while no move has been seen).
     for pools in [WarmPools::new(0, 0), WarmPools::new(1, 4)] {
         for _ in 0..3 {
-            let ran = block_on(exec::run(
-                &runtime,
-                &pools,
-                &plan,
-                input.clone(),
-                None,
-                true,
-            ))
-            .unwrap();
+            let ran = run_chain(&runtime, &pools, &plan, input.clone(), true).unwrap();
             assert_eq!(ran.output, input, "the chain's output is its input");
             // The request's own bytes are not an instance's to give away.
             assert_eq!(ran.steps[0].input_moved, 0);
@@ -424,28 +401,12 @@ fn a_handed_over_input_comes_as_moved_pages_and_its_partial_last_page_as_a_copy(
     }
     // Told not to move pages, the executor hands nothing over.
     let pools = WarmPools::new(0, 0);
-    let ran = block_on(exec::run(
-        &runtime,
-        &pools,
-        &plan,
-        input.clone(),
-        None,
-        false,
-    ))
-    .unwrap();
+    let ran = run_chain(&runtime, &pools, &plan, input.clone(), false).unwrap();
     assert_eq!(ran.output, input);
     assert!(ran.steps.iter().all(|s| s.input_moved == 0));
     // A smaller input is copied: moving pays only from `MOVE_MIN` up.
     let small = pattern(1 << 20);
-    let ran = block_on(exec::run(
-        &runtime,
-        &WarmPools::new(0, 0),
-        &plan,
-        small.clone(),
-        None,
-        true,
-    ));
-    let ran = ran.unwrap();
+    let ran = run_chain(&runtime, &WarmPools::new(0, 0), &plan, small.clone(), true).unwrap();
     assert_eq!(ran.output, small);
     assert!(ran.steps.iter().all(|s| s.input_moved == 0));
     if !moves {

@@ -17,6 +17,11 @@
 //! A hop is measured as (T(chain of 6 steps) − T(chain of 1 step)) / 5, so
 //! the request's own fixed costs cancel out.
 //!
+//! The slope is printed per payload (over the 0 B hop) and as the slope of
+//! the line fitted through the payloads from 64 KiB up. `WEFT_BENCH_SIZES`
+//! (bytes, comma-separated) and `WEFT_BENCH_COPY=never|only` narrow a run,
+//! for profiling.
+//!
 //! Run: `make bench` (or build `examples/` and `cargo bench -p weft-host --bench chain`).
 
 use bytes::Bytes;
@@ -200,7 +205,13 @@ fn main() {
     if !weft::runtime::pages::available() {
         println!("this kernel cannot move pages (no userfaultfd with UFFDIO_MOVE): both runs copy");
     }
-    for move_pages in [true, false] {
+    // `WEFT_BENCH_COPY=only` (or `never`) runs one of the two (for profiling).
+    let modes: &[bool] = match std::env::var("WEFT_BENCH_COPY").as_deref() {
+        Ok("only") => &[false],
+        Ok("never") => &[true],
+        _ => &[true, false],
+    };
+    for &move_pages in modes {
         let rows = measure(&wasm, move_pages);
         report(&rows, move_pages);
         println!();
@@ -346,6 +357,26 @@ fn report(rows: &[Row], move_pages: bool) {
         base.hop,
         base.invoke
     );
+    // The slope proper: the per-byte cost of the line fitted (least
+    // squares) through the payloads from 64 KiB up, where fixed costs no
+    // longer hide it.
+    let large: Vec<&Row> = rows.iter().filter(|r| r.size >= 64 << 10).collect();
+    if large.len() >= 2 {
+        let fit = |y: fn(&Row) -> f64| {
+            let n = large.len() as f64;
+            let mx = large.iter().map(|r| kib(r.size)).sum::<f64>() / n;
+            let my = large.iter().map(|r| y(r)).sum::<f64>() / n;
+            let cov: f64 = large.iter().map(|r| (kib(r.size) - mx) * (y(r) - my)).sum();
+            let var: f64 = large.iter().map(|r| (kib(r.size) - mx).powi(2)).sum();
+            cov / var * 1e3
+        };
+        let (hop, copy, cold) = (fit(|r| r.hop), fit(|r| r.memcpy), fit(|r| r.cold));
+        println!(
+            "slope fitted from 64 KiB up: hop {hop:.1} ns/KiB, memcpy {copy:.1} in cache, {cold:.1} into memory not in cache: {:.2}x and {:.2}x",
+            hop / copy,
+            hop / cold
+        );
+    }
     if let Some(mib) = rows.iter().find(|r| r.size == 1 << 20) {
         println!(
             "at 1 MiB: the in-process hop is {:.1}x faster than the HTTP hop; its slope is {:.2}x a memcpy's in cache, {:.2}x a memcpy's into memory not in cache",

@@ -203,7 +203,7 @@ pub struct Outcome {
     pub fuel_used: Option<u64>,
     /// Whether `output` is a region of the instance's own memory, held by
     /// `output` alone (see `chain::held`): it can be handed over to the
-    /// next step ([`Prepared::hand_over_input`]).
+    /// next step (`Prepared::hand_over_input`).
     pub held: bool,
     /// Bytes of input that came as pages moved in from the previous step's
     /// memory rather than copied (`weft:chain`'s `input_in_place`).
@@ -327,7 +327,7 @@ impl Prepared {
     /// ended (`Outcome::held`), handed over: nothing else holds it, so
     /// `weft:chain`'s `input_in_place` may move its pages rather than copy
     /// them (see `runtime::pages`).
-    pub fn hand_over_input(&mut self, input: Bytes) {
+    pub(crate) fn hand_over_input(&mut self, input: Bytes) {
         self.parts.store.data_mut().chain.hand_over_input(input);
     }
 

@@ -7,11 +7,14 @@
 //! - `input(ptr, len, out_read) -> errno`: copies up to `len` bytes of the
 //!   remaining input to `ptr` (the hop's one copy) and writes how many;
 //!   `0` at the end. Shares its cursor with stdin. `UNAVAILABLE` as above.
-//! - `input_in_place(out_ptr, out_len) -> errno`: copies the remaining
-//!   input (the hop's one copy) into pages set aside for it: those a warm
-//!   instance was given ahead (`Prepared::reserve_input`) when they are
-//!   enough, else pages it grows the memory by now; writes where and how
-//!   long. `LIMIT` when the memory cannot grow that far.
+//! - `input_in_place(out_ptr, out_len) -> errno`: places the remaining
+//!   input into pages set aside for it: those a warm instance was given
+//!   ahead (`Prepared::reserve_input`) when they are enough, else pages it
+//!   grows the memory by now; writes where and how long. The input is
+//!   copied (the hop's one copy), or, when the chain handed over the
+//!   previous step's output region of 4 MiB or more, its whole pages are
+//!   moved in and only the partial last page is copied
+//!   (`runtime::pages`). `LIMIT` when the memory cannot grow that far.
 //! - `output(ptr, len) -> errno`: declares `ptr..ptr+len` as the output,
 //!   taken from the guest's memory when it ends; `LIMIT` past the output
 //!   limit.

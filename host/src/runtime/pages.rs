@@ -224,7 +224,14 @@ mod imp {
             len: len as u64,
         };
         // SAFETY: UFFDIO_UNREGISTER reads the `Range` given.
-        unsafe { libc::ioctl(fd, UFFDIO_UNREGISTER, &range) };
+        if unsafe { libc::ioctl(fd, UFFDIO_UNREGISTER, &range) } != 0 {
+            // Never seen: the range was registered a moment ago. Say so
+            // loudly, since a fault there would now wait forever.
+            tracing::error!(
+                "could not unregister {len} bytes of guest memory from the userfaultfd: {}",
+                std::io::Error::last_os_error()
+            );
+        }
         moved
     }
 }

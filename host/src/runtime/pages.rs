@@ -9,9 +9,9 @@
 //! move, and the source range is left mapped, reading as zeros (fresh pages
 //! on the next touch). So the layout of the pooling allocator's slots is
 //! never changed. `mremap` would move pages faster, but every move splits
-//! the pool's mappings into more of them, which never merge back; a host
-//! would run into the kernel's mapping limit after tens of thousands of
-//! hops.
+//! the pool's mappings into more of them, which a slot's reset does not
+//! merge back; a host would run into the kernel's mapping limit after tens
+//! of thousands of hops.
 //!
 //! Moving costs about 80 ns a page, a few µs per move for the registration,
 //! and the flushes of other cores' TLBs that every change of a page table
@@ -65,7 +65,12 @@ pub(crate) unsafe fn move_pages(dst: *mut u8, src: *const u8, len: usize) -> usi
     unsafe { imp::move_pages(dst, src, whole) }
 }
 
-#[cfg(target_os = "linux")]
+// The ioctl numbers below are those of the generic encoding (x86-64 and
+// arm64); elsewhere pages are copied.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 #[allow(unsafe_code)] // userfaultfd ioctls on memory the caller vouches for.
 mod imp {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -236,7 +241,10 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 #[allow(unsafe_code)] // The same signature as on Linux; it does nothing.
 mod imp {
     pub(super) fn available() -> bool {

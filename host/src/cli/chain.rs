@@ -162,19 +162,23 @@ async fn ls(client: &Client) -> anyhow::Result<ExitCode> {
 fn print_steps(steps: &Value, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "  {:>4} {:<20} {:>10} {:>10} {:>10}  {:<5} STATUS",
-        "STEP", "MODULE", "TIME", "IN", "OUT", "WARM"
+        "  {:>4} {:<20} {:>10} {:>10} {:>10} {:>10}  {:<5} STATUS",
+        "STEP", "MODULE", "TIME", "IN", "MOVED", "OUT", "WARM"
     )?;
     for s in steps.as_array().into_iter().flatten() {
         writeln!(
             out,
-            "  {:>4} {:<20} {:>10} {:>10} {:>10}  {:<5} {}",
+            "  {:>4} {:<20} {:>10} {:>10} {:>10} {:>10}  {:<5} {}",
             s["index"].as_u64().unwrap_or(0),
             s["module"].as_str().unwrap_or(""),
             format_duration(Duration::from_micros(
                 s["duration_us"].as_u64().unwrap_or(0)
             )),
             format_size(s["input_bytes"].as_u64().unwrap_or(0)),
+            match s["input_moved"].as_u64().unwrap_or(0) {
+                0 => "-".to_owned(),
+                moved => format_size(moved),
+            },
             format_size(s["output_bytes"].as_u64().unwrap_or(0)),
             if s["warm"] == true { "yes" } else { "no" },
             s["status"].as_str().unwrap_or("")
